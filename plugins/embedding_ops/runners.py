@@ -1,0 +1,43 @@
+"""The runner factory: one function turns a step into an operator, whatever runs it.
+
+The runner is chosen by the ``EMBED_RUNNER`` environment variable of the DAG processor and
+workers (default ``local``). The DAG calls :func:`step_operator` and never names a runner, so the
+DAG code does not change between runners.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+RUNNERS = ("local",)
+
+
+def selected_runner() -> str:
+    """The configured runner name (``EMBED_RUNNER``, default ``local``)."""
+    name = (os.environ.get("EMBED_RUNNER") or "local").strip().lower()
+    if name not in RUNNERS:
+        raise ValueError(f"EMBED_RUNNER={name!r} is not a known runner; use one of "
+                         f"{', '.join(RUNNERS)}")
+    return name
+
+
+def step_operator(step: str, *, task_id: str | None = None, step_args: list[str] | None = None,
+                  runner: str | None = None, **kwargs: Any) -> BaseOperator:
+    """An operator running ``python -m tasks <step>`` with the selected runner.
+
+    Example::
+
+        train = step_operator("train")
+        evaluate_base = step_operator("evaluate", task_id="evaluate_base",
+                                      step_args=["--model", "base"])
+    """
+    runner = runner or selected_runner()
+    if runner == "local":
+        from embedding_ops.step_operator import LocalStepOperator
+
+        return LocalStepOperator(task_id=task_id or step, step=step, step_args=step_args,
+                                 **kwargs)
+    raise ValueError(f"runner {runner!r} is not available; use one of {', '.join(RUNNERS)}")

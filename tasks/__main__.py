@@ -1,0 +1,5 @@
+"""Entry point of ``python -m tasks``."""
+
+from tasks.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""``python -m tasks <step> --run-dir DIR [options]``: every step as a command.
+
+Steps: ``prepare``, ``train``, ``evaluate --model base|finetuned``, ``report``, ``register``;
+helpers: ``demo-data --out FILE`` (writes the demo dataset) and ``show --run-dir DIR`` (prints a
+finished run's table and where its files are).
+
+Contract: the last stdout line is one JSON object (the step summary); exit code 0 = done,
+99 = nothing to do, 3 = invalid input (fix the data or parameters; retrying cannot help),
+1 = failure (a one-line reason is the last stderr line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks.config import ConfigError, RunConfig, add_cli_options, config_fields
+from tasks.io import (
+    EXIT_FAILED,
+    EXIT_INVALID_INPUT,
+    EXIT_NOTHING_TO_DO,
+    EXIT_OK,
+    NothingToDo,
+    StepError,
+    read_json,
+    write_json,
+)
+
+STEPS = ("prepare", "train", "evaluate", "report", "register")
+
+
+def _resolve_config(args: argparse.Namespace, run_dir: Path, step: str) -> RunConfig:
+    """Config for a step: the run's ``config.json`` (written by prepare) overridden by options."""
+    values: dict[str, Any] = {}
+    saved = run_dir / "config.json"
+    if step != "prepare" and saved.exists():
+        values.update(read_json(saved))
+    if getattr(args, "config_file", None):
+        try:
+            values.update(read_json(Path(args.config_file)))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read --config {args.config_file}: {exc}") from None
+    for f in config_fields():
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return RunConfig.from_mapping(values)
+
+
+def _run_step(args: argparse.Namespace) -> dict[str, Any]:
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = _resolve_config(args, run_dir, args.step)
+    if args.step == "prepare":
+        from tasks.data import prepare
+
+        write_json(run_dir / "config.json", cfg.to_dict())
+        return prepare(cfg, run_dir)
+    if args.step == "train":
+        from tasks.train import train
+
+        return train(cfg, run_dir)
+    if args.step == "evaluate":
+        return _evaluate(cfg, run_dir, args.model, use_cache=not args.no_cache)
+    if args.step == "report":
+        from tasks.report import report
+
+        return report(run_dir)
+    if args.step == "register":
+        from tasks.tracking import register
+
+        return register(cfg, run_dir)
+    raise StepError(f"unknown step {args.step!r}")
+
+
+def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> dict[str, Any]:
+    from tasks.evaluate import evaluate_model
+    from tasks.models import resolve_model
+
+    out = run_dir / "eval" / f"{which}.json"
+    if out.exists():
+        print(f"evaluate: {out} already complete; nothing to redo")
+        result = read_json(out)
+    else:
+        manifest_path = run_dir / "data" / "manifest.json"
+        if not manifest_path.exists():
+            raise StepError(f"{manifest_path} is missing: run the prepare step first")
+        if which == "base":
+            model_dir = resolve_model(cfg.base_model)
+        else:
+            model_dir = run_dir / "train" / "model"
+            if not (run_dir / "train" / "summary.json").exists():
+                raise StepError(f"{model_dir} is missing: run the train step first")
+        result = evaluate_model(
+            model_dir, run_dir / "data" / "eval.json", cfg.matryoshka_dims,
+            batch_size=cfg.eval_batch_size, max_seq_length=cfg.max_seq_length,
+            eval_fingerprint=read_json(manifest_path)["fingerprints"]["eval"], use_cache=use_cache,
+        )
+        result["model"] = which
+        write_json(out, result)
+    ndcg = {d: round(m["ndcg@10"], 4) for d, m in result["metrics"].items()}
+    print(f"evaluate: {which} ndcg@10 by dim {ndcg}")
+    return {"step": "evaluate", "model": which, "result": str(out), "cached": result["cached"],
+            "model_fingerprint": result["model_fingerprint"], "ndcg@10": ndcg}
+
+
+def _show(run_dir: Path) -> dict[str, Any]:
+    from tasks.report import format_table, load_evaluations
+    from tasks.tracking import default_tracking_uri, tracking_uri
+
+    evals = load_evaluations(run_dir)
+    print(format_table(evals))
+    print()
+    report_dir = run_dir / "report"
+    print(f"chart:  {report_dir / 'ndcg_by_dim.png'}")
+    print(f"report: {report_dir / 'report.md'}")
+    uri = tracking_uri()
+    if uri == default_tracking_uri():
+        print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    else:
+        print(f"MLflow: {uri}")
+    registered = run_dir / "register" / "result.json"
+    summary: dict[str, Any] = {"run_dir": str(run_dir)}
+    if registered.exists():
+        summary.update(read_json(registered))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    for step in STEPS:
+        p = sub.add_parser(step, help=f"run the {step} step")
+        p.add_argument("--run-dir", required=True, help="the run directory")
+        if step == "evaluate":
+            p.add_argument("--model", choices=("base", "finetuned"), required=True)
+            p.add_argument("--no-cache", action="store_true", help="ignore cached evaluations")
+        add_cli_options(p)
+    demo = sub.add_parser("demo-data", help="write the demo dataset")
+    demo.add_argument("--out", required=True, help="JSON Lines file to write")
+    demo.add_argument("--seed", type=int, default=0)
+    show = sub.add_parser("show", help="print a finished run's comparison and file locations")
+    show.add_argument("--run-dir", required=True)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
+    if args.step == "demo-data":
+        from tasks.demo_data import write_demo_dataset
+
+        counts = write_demo_dataset(args.out, seed=args.seed)
+        print(f"demo-data: wrote {counts['pairs']} pairs over {counts['documents']} documents "
+              f"to {args.out}")
+        return {"step": "demo-data", "path": str(Path(args.out).resolve()), **counts}
+    if args.step == "show":
+        return _show(Path(args.run_dir).expanduser().resolve())
+    return _run_step(args)
+
+
+def main(argv: list[str] | None = None, *, exit: Callable[[int], Any] = sys.exit) -> int:
+    """Parse ``argv``, run the step, print the summary line and return/exit with its code."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    args = build_parser().parse_args(argv)
+    code = EXIT_OK
+    try:
+        summary = _dispatch(args)
+    except NothingToDo as done:
+        summary, code = done.summary, EXIT_NOTHING_TO_DO
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit(EXIT_INVALID_INPUT)
+    except StepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit(exc.exit_code)
+    except Exception as exc:  # unexpected: keep the traceback, end with a one-line reason
+        traceback.print_exc()
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"error: {args.step} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return exit(EXIT_FAILED)
+    sys.stdout.flush()
+    print(json.dumps(summary, default=str), flush=True)
+    return exit(code)

@@ -1,0 +1,528 @@
+"""The ``prepare`` step: load pairs, map columns, clean, split stably, fingerprint.
+
+Outputs in ``{run_dir}/data/``:
+
+- ``train.jsonl``: ``{"query", "document"[, "negative"]}`` rows to train on;
+- ``val.json`` / ``eval.json``: retrieval sets ``{"queries": {qid: text}, "corpus": {cid: text},
+  "relevant_docs": {qid: [cid, ...]}}`` (val picks the checkpoint, eval is reported);
+- ``manifest.json`` (written last): counts, rows dropped and why, fingerprints, column mapping.
+
+The split is decided per *document* by a hash of its text, so a pair's split never changes as the
+data grows and no document is in two splits.
+
+Example::
+
+    from tasks.config import RunConfig
+    from tasks.data import prepare
+
+    summary = prepare(RunConfig(data_path="pairs.jsonl"), run_dir=Path("runs/demo"))
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.config import RunConfig
+from tasks.io import (
+    InvalidInputError,
+    StepError,
+    fingerprint_rows,
+    read_json,
+    sha256_text,
+    write_json,
+    write_jsonl,
+)
+from tasks.models import model_dimension, resolve_model
+
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+SPLIT_SALT = "embed-split-v1"
+
+#: Column presets: (query, document, negative) column names.
+PRESETS: dict[str, tuple[str, str, str | None]] = {
+    "query_document": ("query", "document", "negative"),
+    "sentence_transformers": ("anchor", "positive", "negative"),
+    # zenml/rag_qa_embedding_questions_0_60_0_distilabel: anchor is the documentation chunk,
+    # positive the question it answers, negative an off-topic question.
+    "zenml_distilabel": ("positive", "anchor", None),
+}
+#: ``auto`` tries these (query, document, negative) name sets in order.
+AUTO_CANDIDATES: list[tuple[str, str, str | None]] = [
+    ("query", "document", "negative"),
+    ("query", "positive", "negative"),
+    ("question", "context", "negative"),
+    ("question", "answer", "negative"),
+    ("anchor", "positive", "negative"),
+]
+ZENML_SIGNATURE = {"anchor", "positive", "distilabel_metadata"}
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which source columns hold the query, the document and the optional hard negative."""
+
+    query: str
+    document: str
+    negative: str | None
+    preset: str
+
+
+# --- loading -----------------------------------------------------------------------------------
+def _utf8_error(path: Path, exc: UnicodeDecodeError) -> InvalidInputError:
+    return InvalidInputError(
+        f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+        f"re-save it as UTF-8"
+    )
+
+
+def _check_utf8(path: Path) -> None:
+    with open(path, "rb") as fh:
+        offset = 0
+        decoder = __import__("codecs").getincrementaldecoder("utf-8")()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(
+                    f"{path} is not UTF-8 text (byte 0x{block[exc.start]:02x} at offset "
+                    f"{offset + exc.start}): re-save it as UTF-8"
+                ) from None
+            offset += len(block)
+
+
+def read_file(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield records from one .jsonl/.json/.csv/.parquet file; bad files raise InvalidInputError."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise InvalidInputError(
+            f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(FILE_SUFFIXES)}"
+        )
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        except Exception as exc:
+            raise InvalidInputError(f"{path} is not a readable parquet file: {exc}") from None
+        yield from table.to_pylist()
+        return
+    _check_utf8(path)
+    with open(path, encoding="utf-8", newline="") as fh:
+        if suffix == ".jsonl":
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidInputError(f"{path}:{lineno} is not valid JSON: {exc.msg}") from None
+                if not isinstance(record, dict):
+                    raise InvalidInputError(f"{path}:{lineno} is not a JSON object")
+                yield record
+        elif suffix == ".json":
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+            if isinstance(data, dict):
+                lists = [v for v in data.values() if isinstance(v, list)]
+                if len(lists) == 1:
+                    data = lists[0]
+                elif data and all(isinstance(v, list) for v in data.values()):
+                    keys = list(data)
+                    data = [dict(zip(keys, values)) for values in zip(*data.values())]
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise InvalidInputError(f"{path}: expected a JSON list of objects")
+            yield from data
+        else:
+            yield from csv.DictReader(fh)
+
+
+def list_local_files(path: Path) -> list[Path]:
+    """The data files at ``path``: the file itself, or every supported file in the folder."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InvalidInputError(f"data_path {path} does not exist")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
+                   and not p.name.startswith("."))
+    if not files:
+        raise InvalidInputError(f"data_path {path} holds no {'/'.join(FILE_SUFFIXES)} files")
+    return files
+
+
+def load_local(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Read every record of a local file or folder; returns (records, source description)."""
+    files = list_local_files(Path(path))
+    records: list[dict[str, Any]] = []
+    per_file = {}
+    for file in files:
+        rows = list(read_file(file))
+        per_file[str(file)] = len(rows)
+        records.extend(rows)
+    if not records:
+        raise InvalidInputError(f"data_path {path} is empty: it holds no records")
+    return records, {"type": "local", "path": str(Path(path).expanduser().resolve()), "files": per_file}
+
+
+def load_huggingface(
+    dataset: str, *, split: str = "train", config: str = "", revision: str = ""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load one split of a Hugging Face dataset (Hub id or local dataset folder) with ``datasets``."""
+    try:
+        import datasets
+        from datasets.exceptions import DatasetNotFoundError
+    except ImportError:  # pragma: no cover - datasets is a pinned dependency
+        raise StepError("the 'datasets' package is not installed") from None
+    try:
+        ds = datasets.load_dataset(dataset, name=config or None, split=split,
+                                   revision=revision or None)
+    except DatasetNotFoundError:
+        raise InvalidInputError(
+            f"Hugging Face dataset {dataset!r} was not found (or is private): check hf_dataset "
+            f"and the token"
+        ) from None
+    except ValueError as exc:
+        text = str(exc).splitlines()[0]
+        raise InvalidInputError(f"cannot load split {split!r} of {dataset!r}: {text}") from None
+    except (ConnectionError, OSError) as exc:
+        raise StepError(
+            f"could not reach the Hugging Face Hub for {dataset!r} ({type(exc).__name__}): "
+            f"check the network"
+        ) from None
+    if len(ds) == 0:
+        raise InvalidInputError(f"split {split!r} of Hugging Face dataset {dataset!r} is empty")
+    info = {
+        "type": "huggingface",
+        "dataset": dataset,
+        "config": config or None,
+        "split": split,
+        "revision": revision or None,
+        "fingerprint": getattr(ds, "_fingerprint", None),
+    }
+    return ds.to_list(), info
+
+
+# --- column mapping ------------------------------------------------------------------------------
+def resolve_columns(columns: Iterable[str], cfg: RunConfig, *, where: str = "data") -> ColumnMapping:
+    """Decide the query/document/negative columns from the preset and explicit overrides."""
+    cols = set(columns)
+    preset = cfg.column_preset
+    if preset == "auto":
+        if ZENML_SIGNATURE <= cols:
+            preset = "zenml_distilabel"
+            query, document, negative = PRESETS[preset]
+        else:
+            for query, document, negative in AUTO_CANDIDATES:
+                if {query, document} <= cols:
+                    break
+            else:
+                query, document, negative = AUTO_CANDIDATES[0]
+    else:
+        query, document, negative = PRESETS[preset]
+    query = cfg.query_column or query
+    document = cfg.document_column or document
+    if cfg.negative_column:
+        negative = cfg.negative_column
+        if negative not in cols:
+            raise InvalidInputError(
+                f"negative_column {negative!r} not found in {where}; columns: {_cols(cols)}"
+            )
+    elif negative not in cols:
+        negative = None
+    missing = [c for c in (query, document) if c not in cols]
+    if missing:
+        raise InvalidInputError(
+            f"column(s) {', '.join(repr(c) for c in missing)} not found in {where}; columns: "
+            f"{_cols(cols)}. Set query_column/document_column or column_preset"
+        )
+    if query == document:
+        raise InvalidInputError(f"query and document both map to column {query!r}")
+    return ColumnMapping(query=query, document=document, negative=negative, preset=preset)
+
+
+def _cols(cols: set[str]) -> str:
+    return ", ".join(sorted(cols)) or "(none)"
+
+
+# --- cleaning ------------------------------------------------------------------------------------
+def _text(value: Any) -> str | None:
+    """Normalise a cell to stripped text; None for a value that is not text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    return None
+
+
+def clean_pairs(
+    records: Iterable[dict[str, Any]], mapping: ColumnMapping
+) -> tuple[list[dict[str, str]], Counter]:
+    """Map, strip, drop empty/non-text values and duplicate pairs; returns (pairs, drop reasons)."""
+    dropped: Counter = Counter()
+    seen: set[tuple[str, str]] = set()
+    pairs: list[dict[str, str]] = []
+    for record in records:
+        query = _text(record.get(mapping.query))
+        document = _text(record.get(mapping.document))
+        if query is None or document is None:
+            dropped["non_text_value"] += 1
+            continue
+        if not query:
+            dropped["empty_query"] += 1
+            continue
+        if not document:
+            dropped["empty_document"] += 1
+            continue
+        key = (query, document)
+        if key in seen:
+            dropped["duplicate_pair"] += 1
+            continue
+        seen.add(key)
+        pair = {"query": query, "document": document}
+        if mapping.negative:
+            negative = _text(record.get(mapping.negative))
+            if negative and negative != document:
+                pair["negative"] = negative
+        pairs.append(pair)
+    return pairs, dropped
+
+
+# --- splitting -----------------------------------------------------------------------------------
+def split_bucket(document: str) -> float:
+    """Stable position in [0, 1) of a document, from a salted SHA-256 of its text."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}\x00{document}".encode()).hexdigest()
+    return int(digest[:15], 16) / float(16**15)
+
+
+def assign_split(document: str, eval_fraction: float, val_fraction: float) -> str:
+    """``eval`` | ``val`` | ``train`` for a document (eval_fraction 0 = no eval band)."""
+    bucket = split_bucket(document)
+    if bucket < eval_fraction:
+        return "eval"
+    if bucket < eval_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def build_retrieval_set(
+    pairs: list[dict[str, str]], corpus_docs: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Queries, corpus and relevance judgements for ``pairs`` against ``corpus_docs``.
+
+    Ids are zero-padded and assigned in a stable order (by split hash), so lexical id order is
+    index order.
+    """
+    docs = sorted(set(corpus_docs) | {p["document"] for p in pairs},
+                  key=lambda d: (split_bucket(d), d))
+    width = max(6, len(str(len(docs))))
+    doc_ids = {doc: f"d{i:0{width}d}" for i, doc in enumerate(docs)}
+    queries: dict[str, str] = {}
+    relevant: dict[str, list[str]] = defaultdict(list)
+    query_ids: dict[str, str] = {}
+    for pair in sorted(pairs, key=lambda p: (p["query"], p["document"])):
+        qid = query_ids.get(pair["query"])
+        if qid is None:
+            qid = query_ids[pair["query"]] = f"q{len(query_ids):0{width}d}"
+            queries[qid] = pair["query"]
+        cid = doc_ids[pair["document"]]
+        if cid not in relevant[qid]:
+            relevant[qid].append(cid)
+    return {
+        "queries": queries,
+        "corpus": {cid: doc for doc, cid in doc_ids.items()},
+        "relevant_docs": dict(relevant),
+    }
+
+
+def retrieval_fingerprint(rset: dict[str, Any]) -> str:
+    """Fingerprint of a retrieval set's texts and judgements (ids do not matter)."""
+    corpus = rset["corpus"]
+    rows = [
+        {"q": rset["queries"][qid], "d": sorted(corpus[c] for c in cids)}
+        for qid, cids in rset["relevant_docs"].items()
+    ]
+    return fingerprint_rows(rows + [{"c": text} for text in corpus.values()])
+
+
+def load_corpus_file(path: str | Path) -> list[str]:
+    """Documents of a BEIR-style corpus file (``text``, with ``title`` prepended when it is not
+    already the text's first line)."""
+    docs = []
+    for record in read_file(Path(path)):
+        text = _text(record.get("text"))
+        if not text:
+            continue
+        docs.append(text)
+    if not docs:
+        raise InvalidInputError(f"corpus_path {path} holds no documents with a 'text' field")
+    return docs
+
+
+# --- the step ----------------------------------------------------------------------------------
+def load_source(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load the configured source's raw records."""
+    if cfg.source == "local":
+        return load_local(cfg.data_path)
+    if cfg.source == "huggingface":
+        return load_huggingface(cfg.hf_dataset, split=cfg.hf_split, config=cfg.hf_config,
+                                revision=cfg.hf_revision)
+    raise InvalidInputError(f"unknown source {cfg.source!r}: use one of local, huggingface")
+
+
+def _config_key(cfg: RunConfig) -> str:
+    return sha256_text(json.dumps(cfg.to_dict(), sort_keys=True))[:16]
+
+
+def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the prepare step into ``run_dir/data`` and return its summary.
+
+    Idempotent: when a manifest for the same config is already there, it is returned as is.
+    """
+    data_dir = Path(run_dir) / "data"
+    manifest_path = data_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = read_json(manifest_path)
+        if manifest.get("config_key") == _config_key(cfg):
+            print(f"prepare: {manifest_path} already complete; nothing to redo")
+            return _summary(manifest, manifest_path)
+
+    model_dir = resolve_model(cfg.base_model)
+    dim = model_dimension(model_dir)
+    if dim is not None and max(cfg.matryoshka_dims) > dim:
+        too_big = [d for d in cfg.matryoshka_dims if d > dim]
+        raise InvalidInputError(
+            f"matryoshka_dims {too_big} exceed the dimension {dim} of base model "
+            f"{cfg.base_model!r}: use dims <= {dim}"
+        )
+
+    records, source_info = load_source(cfg)
+    where = source_info.get("path") or source_info.get("dataset") or "data"
+    columns = set().union(*(r.keys() for r in records[:1000]))
+    mapping = resolve_columns(columns, cfg, where=str(where))
+    print(f"prepare: read {len(records)} records from {where}; columns query={mapping.query!r} "
+          f"document={mapping.document!r} negative={mapping.negative!r} (preset {mapping.preset})")
+    pairs, dropped = clean_pairs(records, mapping)
+    if not pairs:
+        reasons = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
+        raise InvalidInputError(f"no usable pairs in {where} after cleaning (dropped: {reasons})")
+
+    splits: dict[str, list[dict[str, str]]] = {"train": [], "val": [], "eval": []}
+    if cfg.eval_path:
+        eval_records, _ = load_local(cfg.eval_path)
+        eval_cols = set().union(*(r.keys() for r in eval_records[:1000]))
+        eval_mapping = resolve_columns(eval_cols, cfg, where=cfg.eval_path)
+        eval_pairs, eval_dropped = clean_pairs(eval_records, eval_mapping)
+        if not eval_pairs:
+            raise InvalidInputError(f"eval_path {cfg.eval_path} has no usable pairs")
+        splits["eval"] = eval_pairs
+        eval_queries = {p["query"] for p in eval_pairs}
+        eval_docs = {p["document"] for p in eval_pairs}
+        for pair in pairs:
+            if pair["document"] in eval_docs:
+                dropped["document_in_eval_set"] += 1
+            elif pair["query"] in eval_queries:
+                dropped["query_in_eval_set"] += 1
+            else:
+                splits[assign_split(pair["document"], 0.0, cfg.val_fraction)].append(pair)
+    else:
+        for pair in pairs:
+            splits[assign_split(pair["document"], cfg.eval_fraction, cfg.val_fraction)].append(pair)
+        # A query must not be trained on and evaluated: drop its train/val pairs.
+        eval_queries = {p["query"] for p in splits["eval"]}
+        for name in ("train", "val"):
+            kept = [p for p in splits[name] if p["query"] not in eval_queries]
+            dropped["query_in_eval_set"] += len(splits[name]) - len(kept)
+            splits[name] = kept
+
+    if not splits["eval"]:
+        raise InvalidInputError(
+            f"the eval split is empty ({len(pairs)} pairs): raise eval_fraction, add data or "
+            f"give eval_path"
+        )
+    train = splits["train"]
+    if len(train) < cfg.batch_size:
+        raise InvalidInputError(
+            f"only {len(train)} training pairs after cleaning and splitting, fewer than "
+            f"batch_size={cfg.batch_size}: add data or lower batch_size"
+        )
+    with_negative = sum(1 for p in train if "negative" in p)
+    use_negatives = cfg.use_negatives and mapping.negative is not None and with_negative == len(train)
+    if not use_negatives:
+        train = [{"query": p["query"], "document": p["document"]} for p in train]
+
+    extra_docs = load_corpus_file(cfg.corpus_path) if cfg.corpus_path else []
+    all_docs = sorted({p["document"] for s in splits.values() for p in s})
+    corpus_docs = (all_docs if cfg.eval_corpus == "all" else []) + extra_docs
+    eval_set = build_retrieval_set(splits["eval"], corpus_docs)
+    val_set = build_retrieval_set(splits["val"], corpus_docs) if splits["val"] else None
+
+    data_fp = fingerprint_rows([p for s in splits.values() for p in s])
+    eval_fp = retrieval_fingerprint(eval_set)
+    write_jsonl(data_dir / "train.jsonl", train)
+    write_json(data_dir / "eval.json", eval_set)
+    if val_set:
+        write_json(data_dir / "val.json", val_set)
+    else:
+        (data_dir / "val.json").unlink(missing_ok=True)
+    manifest = {
+        "config_key": _config_key(cfg),
+        "source": source_info,
+        "eval_path": cfg.eval_path or None,
+        "corpus_path": cfg.corpus_path or None,
+        "columns": {"query": mapping.query, "document": mapping.document,
+                    "negative": mapping.negative, "preset": mapping.preset},
+        "base_model": {"ref": cfg.base_model, "path": str(model_dir), "dimension": dim},
+        "counts": {
+            "records": len(records),
+            "pairs": len(pairs),
+            "train_pairs": len(train),
+            "val_pairs": len(splits["val"]),
+            "eval_pairs": len(splits["eval"]),
+            "val_queries": len(val_set["queries"]) if val_set else 0,
+            "eval_queries": len(eval_set["queries"]),
+            "eval_corpus": len(eval_set["corpus"]),
+            "train_documents": len({p["document"] for p in train}),
+        },
+        "dropped": {k: v for k, v in sorted(dropped.items()) if v},
+        "negatives": {"column": mapping.negative, "train_rows_with_negative": with_negative,
+                      "used": use_negatives},
+        "fingerprints": {
+            "data": data_fp,
+            "train": fingerprint_rows(train),
+            "eval": eval_fp,
+        },
+        "split": {"method": "sha256(document) bucket", "salt": SPLIT_SALT,
+                  "eval_fraction": 0.0 if cfg.eval_path else cfg.eval_fraction,
+                  "val_fraction": cfg.val_fraction},
+    }
+    write_json(data_dir / "manifest.json", manifest)
+    counts = manifest["counts"]
+    print(f"prepare: {counts['train_pairs']} train / {counts['val_pairs']} val / "
+          f"{counts['eval_pairs']} eval pairs; {counts['eval_queries']} eval queries over "
+          f"{counts['eval_corpus']} documents; dropped {dict(dropped) or 'nothing'}")
+    return _summary(manifest, manifest_path)
+
+
+def _summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
+    return {
+        "step": "prepare",
+        "manifest": str(path),
+        "train_pairs": manifest["counts"]["train_pairs"],
+        "eval_queries": manifest["counts"]["eval_queries"],
+        "eval_corpus": manifest["counts"]["eval_corpus"],
+        "data_fingerprint": manifest["fingerprints"]["data"],
+        "eval_fingerprint": manifest["fingerprints"]["eval"],
+    }

