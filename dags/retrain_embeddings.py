@@ -36,7 +36,9 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     prepare = step_operator("prepare")
-    evaluate_base = step_operator("evaluate", task_id="evaluate_base", step_args=["--model", "base"])
+    evaluate_base = step_operator(
+        "evaluate", task_id="evaluate_base", step_args=["--model", "base"]
+    )
     train = step_operator("train", execution_timeout=timedelta(hours=12))
     evaluate_finetuned = step_operator(
         "evaluate", task_id="evaluate_finetuned", step_args=["--model", "finetuned"]

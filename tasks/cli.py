@@ -98,16 +98,26 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
             if not (run_dir / "train" / "summary.json").exists():
                 raise StepError(f"{model_dir} is missing: run the train step first")
         result = evaluate_model(
-            model_dir, run_dir / "data" / "eval.json", cfg.matryoshka_dims,
-            batch_size=cfg.eval_batch_size, max_seq_length=cfg.max_seq_length,
-            eval_fingerprint=read_json(manifest_path)["fingerprints"]["eval"], use_cache=use_cache,
+            model_dir,
+            run_dir / "data" / "eval.json",
+            cfg.matryoshka_dims,
+            batch_size=cfg.eval_batch_size,
+            max_seq_length=cfg.max_seq_length,
+            eval_fingerprint=read_json(manifest_path)["fingerprints"]["eval"],
+            use_cache=use_cache,
         )
         result["model"] = which
         write_json(out, result)
     ndcg = {d: round(m["ndcg@10"], 4) for d, m in result["metrics"].items()}
     print(f"evaluate: {which} ndcg@10 by dim {ndcg}")
-    return {"step": "evaluate", "model": which, "result": str(out), "cached": result["cached"],
-            "model_fingerprint": result["model_fingerprint"], "ndcg@10": ndcg}
+    return {
+        "step": "evaluate",
+        "model": which,
+        "result": str(out),
+        "cached": result["cached"],
+        "model_fingerprint": result["model_fingerprint"],
+        "ndcg@10": ndcg,
+    }
 
 
 def _show(run_dir: Path) -> dict[str, Any]:
@@ -133,8 +143,11 @@ def _show(run_dir: Path) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="step", required=True)
     for step in STEPS:
         p = sub.add_parser(step, help=f"run the {step} step")
@@ -156,8 +169,10 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from tasks.demo_data import write_demo_dataset
 
         counts = write_demo_dataset(args.out, seed=args.seed)
-        print(f"demo-data: wrote {counts['pairs']} pairs over {counts['documents']} documents "
-              f"to {args.out}")
+        print(
+            f"demo-data: wrote {counts['pairs']} pairs over {counts['documents']} documents "
+            f"to {args.out}"
+        )
         return {"step": "demo-data", "path": str(Path(args.out).resolve()), **counts}
     if args.step == "show":
         return _show(Path(args.run_dir).expanduser().resolve())

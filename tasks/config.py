@@ -81,7 +81,10 @@ class RunConfig:
 
     # --- data -----------------------------------------------------------------------------
     source: str = _opt(
-        "local", "Data source", "Where the (query, document) pairs come from.", "Data",
+        "local",
+        "Data source",
+        "Where the (query, document) pairs come from.",
+        "Data",
         enum=SOURCES,
     )
     data_path: str = _opt(
@@ -91,27 +94,40 @@ class RunConfig:
         "Data",
     )
     hf_dataset: str = _opt(
-        "", "Hugging Face dataset", "Dataset id on the Hub, e.g. org/name (source = huggingface).",
+        "",
+        "Hugging Face dataset",
+        "Dataset id on the Hub, e.g. org/name (source = huggingface).",
         "Data",
     )
     hf_config: str = _opt("", "Dataset config", "Optional dataset config (subset) name.", "Data")
     hf_split: str = _opt("train", "Dataset split", "Split to load from the Hub dataset.", "Data")
     hf_revision: str = _opt(
-        "", "Dataset revision", "Git revision (branch, tag or commit) of the Hub dataset; "
-        "empty = main.", "Data",
+        "",
+        "Dataset revision",
+        "Git revision (branch, tag or commit) of the Hub dataset; empty = main.",
+        "Data",
     )
     eval_path: str = _opt(
-        "", "Separate eval file", "Optional file of pairs used only for evaluation; then all "
-        "source pairs train (minus any that share a query or document with it).", "Data",
+        "",
+        "Separate eval file",
+        "Optional file of pairs used only for evaluation; then all "
+        "source pairs train (minus any that share a query or document with it).",
+        "Data",
     )
     corpus_path: str = _opt(
-        "", "Extra corpus file", "Optional .jsonl of documents ({text[, title]}) added to the "
-        "retrieval corpus as distractors.", "Data",
+        "",
+        "Extra corpus file",
+        "Optional .jsonl of documents ({text[, title]}) added to the "
+        "retrieval corpus as distractors.",
+        "Data",
     )
     column_preset: str = _opt(
-        "auto", "Column preset", "How columns map to query/document/negative. auto detects "
+        "auto",
+        "Column preset",
+        "How columns map to query/document/negative. auto detects "
         "query/document, query/positive, question/context, anchor/positive and the ZenML "
-        "distilabel schema (anchor = document chunk, positive = question).", "Data",
+        "distilabel schema (anchor = document chunk, positive = question).",
+        "Data",
         enum=COLUMN_PRESETS,
     )
     query_column: str = _opt("", "Query column", "Overrides the preset's query column.", "Data")
@@ -122,17 +138,29 @@ class RunConfig:
         "", "Negative column", "Overrides the preset's (optional) hard-negative column.", "Data"
     )
     eval_fraction: float = _opt(
-        0.2, "Eval fraction", "Share of documents held out for evaluation (stable hash split).",
-        "Data", exclusive_minimum=0.0, maximum=0.9,
+        0.2,
+        "Eval fraction",
+        "Share of documents held out for evaluation (stable hash split).",
+        "Data",
+        exclusive_minimum=0.0,
+        maximum=0.9,
     )
     val_fraction: float = _opt(
-        0.1, "Validation fraction", "Share of the training documents held out to pick the best "
+        0.1,
+        "Validation fraction",
+        "Share of the training documents held out to pick the best "
         "checkpoint, so the reported eval set never steers training. 0 = keep the last epoch.",
-        "Data", minimum=0.0, maximum=0.5,
+        "Data",
+        minimum=0.0,
+        maximum=0.5,
     )
     eval_corpus: str = _opt(
-        "all", "Eval corpus", "all = retrieve among every document (train + eval), eval = only "
-        "among the held-out documents.", "Data", enum=EVAL_CORPUS_CHOICES,
+        "all",
+        "Eval corpus",
+        "all = retrieve among every document (train + eval), eval = only "
+        "among the held-out documents.",
+        "Data",
+        enum=EVAL_CORPUS_CHOICES,
     )
     # --- model ----------------------------------------------------------------------------
     base_model: str = _opt(
@@ -143,74 +171,128 @@ class RunConfig:
         "Model",
     )
     matryoshka_dims: list[int] = _opt(
-        [384, 256, 128, 64], "Matryoshka dims", "Embedding sizes trained and evaluated, large "
-        "to small; none may exceed the model's dimension.", "Model", factory=True,
+        [384, 256, 128, 64],
+        "Matryoshka dims",
+        "Embedding sizes trained and evaluated, large "
+        "to small; none may exceed the model's dimension.",
+        "Model",
+        factory=True,
     )
     max_seq_length: int = _opt(
-        0, "Max sequence length", "Token limit per text; 0 keeps the model's own.", "Model",
-        minimum=0, maximum=8192,
+        0,
+        "Max sequence length",
+        "Token limit per text; 0 keeps the model's own.",
+        "Model",
+        minimum=0,
+        maximum=8192,
     )
     # --- training -------------------------------------------------------------------------
     epochs: int = _opt(3, "Epochs", "Training epochs.", "Training", minimum=1, maximum=100)
     batch_size: int = _opt(
-        32, "Batch size", "Pairs per device batch (in-batch negatives grow with it).",
-        "Training", minimum=2, maximum=65536,
+        32,
+        "Batch size",
+        "Pairs per device batch (in-batch negatives grow with it).",
+        "Training",
+        minimum=2,
+        maximum=65536,
     )
     gradient_accumulation_steps: int = _opt(
-        1, "Gradient accumulation", "Batches accumulated per optimizer step.", "Training",
-        minimum=1, maximum=1024,
+        1,
+        "Gradient accumulation",
+        "Batches accumulated per optimizer step.",
+        "Training",
+        minimum=1,
+        maximum=1024,
     )
     learning_rate: float = _opt(
-        2e-5, "Learning rate", "Peak learning rate.", "Training", exclusive_minimum=0.0,
+        2e-5,
+        "Learning rate",
+        "Peak learning rate.",
+        "Training",
+        exclusive_minimum=0.0,
         maximum=1.0,
     )
     warmup_ratio: float = _opt(
-        0.1, "Warmup ratio", "Share of steps spent warming up the learning rate.", "Training",
-        minimum=0.0, maximum=0.5,
+        0.1,
+        "Warmup ratio",
+        "Share of steps spent warming up the learning rate.",
+        "Training",
+        minimum=0.0,
+        maximum=0.5,
     )
     lr_scheduler: str = _opt(
-        "cosine", "LR schedule", "Learning-rate schedule after warmup.", "Training",
+        "cosine",
+        "LR schedule",
+        "Learning-rate schedule after warmup.",
+        "Training",
         enum=SCHEDULERS,
     )
     batch_sampler: str = _opt(
-        "no_duplicates", "Batch sampler", "no_duplicates keeps repeated texts out of one batch "
-        "(they would be false in-batch negatives).", "Training", enum=BATCH_SAMPLERS,
+        "no_duplicates",
+        "Batch sampler",
+        "no_duplicates keeps repeated texts out of one batch "
+        "(they would be false in-batch negatives).",
+        "Training",
+        enum=BATCH_SAMPLERS,
     )
     loss: str = _opt(
-        "mnrl", "Inner loss", "MultipleNegativesRankingLoss, or its cached (GradCache) variant "
-        "for large batches in little memory; always wrapped in MatryoshkaLoss.", "Training",
+        "mnrl",
+        "Inner loss",
+        "MultipleNegativesRankingLoss, or its cached (GradCache) variant "
+        "for large batches in little memory; always wrapped in MatryoshkaLoss.",
+        "Training",
         enum=LOSSES,
     )
     cached_mini_batch_size: int = _opt(
-        32, "Cached mini-batch", "Mini-batch size of the cached loss.", "Training",
-        minimum=1, maximum=4096,
+        32,
+        "Cached mini-batch",
+        "Mini-batch size of the cached loss.",
+        "Training",
+        minimum=1,
+        maximum=4096,
     )
     use_negatives: bool = _opt(
-        True, "Use hard negatives", "Use the negative column as extra hard negatives when every "
-        "training pair has one.", "Training",
+        True,
+        "Use hard negatives",
+        "Use the negative column as extra hard negatives when every training pair has one.",
+        "Training",
     )
     precision: str = _opt(
-        "auto", "Precision", "auto = bf16 (and tf32) where the GPU supports it, else fp32.",
-        "Training", enum=PRECISIONS,
+        "auto",
+        "Precision",
+        "auto = bf16 (and tf32) where the GPU supports it, else fp32.",
+        "Training",
+        enum=PRECISIONS,
     )
     seed: int = _opt(42, "Seed", "Random seed of training.", "Training", minimum=0)
     best_metric_dim: int = _opt(
-        128, "Checkpoint metric dim", "The best checkpoint is the one with the highest "
-        "validation NDCG@10 at this dim.", "Training", minimum=1,
+        128,
+        "Checkpoint metric dim",
+        "The best checkpoint is the one with the highest validation NDCG@10 at this dim.",
+        "Training",
+        minimum=1,
     )
     # --- evaluation -------------------------------------------------------------------------
     eval_batch_size: int = _opt(
-        64, "Eval batch size", "Texts per encode batch in evaluation.", "Evaluation",
-        minimum=1, maximum=65536,
+        64,
+        "Eval batch size",
+        "Texts per encode batch in evaluation.",
+        "Evaluation",
+        minimum=1,
+        maximum=65536,
     )
     # --- tracking ---------------------------------------------------------------------------
     experiment_name: str = _opt(
-        "embedding-finetuning", "MLflow experiment", "Experiment the run is recorded in.",
+        "embedding-finetuning",
+        "MLflow experiment",
+        "Experiment the run is recorded in.",
         "Tracking",
     )
     registered_model_name: str = _opt(
-        "embedding-model", "Registered model", "MLflow registered model that gets a new version "
-        "per run.", "Tracking",
+        "embedding-model",
+        "Registered model",
+        "MLflow registered model that gets a new version per run.",
+        "Tracking",
     )
 
     # ------------------------------------------------------------------------------------------
@@ -222,7 +304,8 @@ class RunConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(
-                f"unknown parameter(s) {', '.join(unknown)}; valid names: {', '.join(sorted(names))}"
+                f"unknown parameter(s) {', '.join(unknown)}; "
+                f"valid names: {', '.join(sorted(names))}"
             )
         kwargs = {}
         for f in dataclasses.fields(cls):
@@ -264,14 +347,18 @@ class RunConfig:
                 f"best_metric_dim={self.best_metric_dim} is not one of matryoshka_dims {dims}"
             )
         if self.source == "local" and not self.data_path:
-            raise ConfigError("source is 'local' but data_path is empty: set data_path to a file "
-                              "or folder of pairs")
+            raise ConfigError(
+                "source is 'local' but data_path is empty: set data_path to a file "
+                "or folder of pairs"
+            )
         if self.source == "huggingface" and not self.hf_dataset:
-            raise ConfigError("source is 'huggingface' but hf_dataset is empty: set it to a Hub "
-                              "dataset id")
+            raise ConfigError(
+                "source is 'huggingface' but hf_dataset is empty: set it to a Hub dataset id"
+            )
         if self.eval_fraction + self.val_fraction >= 0.95:
-            raise ConfigError("eval_fraction + val_fraction leave almost nothing to train on: "
-                              "lower them")
+            raise ConfigError(
+                "eval_fraction + val_fraction leave almost nothing to train on: lower them"
+            )
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -287,14 +374,15 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     kind = _kind(f)
     try:
         if kind == "list[int]":
+            items = value  # keep ``value`` as given for the error message
             if isinstance(value, str):
                 text = value.strip()
                 if text.startswith("["):
-                    value = json.loads(text)
+                    items = json.loads(text)
                 else:
-                    value = [v for v in text.replace(" ", "").split(",") if v]
-            result = [int(v) for v in value]
-            for raw, as_int in zip(value, result):
+                    items = [v for v in text.replace(" ", "").split(",") if v]
+            result = [int(v) for v in items]
+            for raw, as_int in zip(items, result):
                 if isinstance(raw, float) and raw != as_int:
                     raise ValueError(raw)
             return result
@@ -321,9 +409,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 def _check_range(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     if meta.get("enum") and value not in meta["enum"]:
-        raise ConfigError(
-            f"{f.name}={value!r} is not one of {', '.join(meta['enum'])}"
-        )
+        raise ConfigError(f"{f.name}={value!r} is not one of {', '.join(meta['enum'])}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if meta.get("minimum") is not None and value < meta["minimum"]:
@@ -358,8 +444,11 @@ def json_schema(f: dataclasses.Field) -> dict[str, Any]:
         schema["type"] = "string"
     if meta.get("enum"):
         schema["enum"] = list(meta["enum"])
-    for key, name in (("minimum", "minimum"), ("maximum", "maximum"),
-                      ("exclusive_minimum", "exclusiveMinimum")):
+    for key, name in (
+        ("minimum", "minimum"),
+        ("maximum", "maximum"),
+        ("exclusive_minimum", "exclusiveMinimum"),
+    ):
         if meta.get(key) is not None:
             schema[name] = meta[key]
     return schema
@@ -389,13 +478,25 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
         if meta.get("enum"):
             help_text += f" One of: {', '.join(meta['enum'])}."
         if kind == "bool":
-            group.add_argument(cli_flag(f.name), dest=f.name, default=None,
-                               action=argparse.BooleanOptionalAction, help=help_text)
+            group.add_argument(
+                cli_flag(f.name),
+                dest=f.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
         else:
-            group.add_argument(cli_flag(f.name), dest=f.name, default=None,
-                               metavar=kind.upper().replace("[INT]", "S"), help=help_text)
+            group.add_argument(
+                cli_flag(f.name),
+                dest=f.name,
+                default=None,
+                metavar=kind.upper().replace("[INT]", "S"),
+                help=help_text,
+            )
     group.add_argument(
-        "--config", dest="config_file", default=None,
+        "--config",
+        dest="config_file",
+        default=None,
         help="JSON file of settings; explicit options win over it.",
     )
 
@@ -425,8 +526,9 @@ def config_to_cli_args(values: dict[str, Any]) -> list[str]:
             continue
         kind = _kind(names[name])
         if kind == "bool":
-            argv.append(cli_flag(name) if _coerce(names[name], value) else "--no-" +
-                        name.replace("_", "-"))
+            argv.append(
+                cli_flag(name) if _coerce(names[name], value) else "--no-" + name.replace("_", "-")
+            )
         elif kind == "list[int]":
             items = value if isinstance(value, list) else _coerce(names[name], value)
             argv += [cli_flag(name), ",".join(str(v) for v in items)]

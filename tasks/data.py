@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -85,13 +86,15 @@ def _check_utf8(path: Path) -> None:
     with open(path, "rb") as fh:
         offset = 0
         decoder = __import__("codecs").getincrementaldecoder("utf-8")()
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        # The final empty block flushes the decoder: a truncated sequence at the end fails too.
+        for block in itertools.chain(iter(lambda: fh.read(1 << 20), b""), [b""]):
+            pending = len(decoder.getstate()[0])  # bytes held over from the previous block
             try:
-                decoder.decode(block)
+                decoder.decode(block, final=not block)
             except UnicodeDecodeError as exc:
                 raise InvalidInputError(
-                    f"{path} is not UTF-8 text (byte 0x{block[exc.start]:02x} at offset "
-                    f"{offset + exc.start}): re-save it as UTF-8"
+                    f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                    f"{offset - pending + exc.start}): re-save it as UTF-8"
                 ) from None
             offset += len(block)
 
@@ -102,7 +105,8 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
         raise InvalidInputError(
-            f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(FILE_SUFFIXES)}"
+            f"{path}: unsupported file type {suffix or '(none)'}; "
+            f"use one of {', '.join(FILE_SUFFIXES)}"
         )
     if suffix == ".parquet":
         try:
@@ -114,7 +118,7 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
         yield from table.to_pylist()
         return
     _check_utf8(path)
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: drop a BOM
         if suffix == ".jsonl":
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
@@ -122,7 +126,9 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise InvalidInputError(f"{path}:{lineno} is not valid JSON: {exc.msg}") from None
+                    raise InvalidInputError(
+                        f"{path}:{lineno} is not valid JSON: {exc.msg}"
+                    ) from None
                 if not isinstance(record, dict):
                     raise InvalidInputError(f"{path}:{lineno} is not a JSON object")
                 yield record
@@ -130,7 +136,9 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 data = json.load(fh)
             except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+                raise InvalidInputError(
+                    f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})"
+                ) from None
             if isinstance(data, dict):
                 lists = [v for v in data.values() if isinstance(v, list)]
                 if len(lists) == 1:
@@ -152,8 +160,11 @@ def list_local_files(path: Path) -> list[Path]:
         raise InvalidInputError(f"data_path {path} does not exist")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
-                   and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix.lower() in FILE_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise InvalidInputError(f"data_path {path} holds no {'/'.join(FILE_SUFFIXES)} files")
     return files
@@ -170,21 +181,26 @@ def load_local(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         records.extend(rows)
     if not records:
         raise InvalidInputError(f"data_path {path} is empty: it holds no records")
-    return records, {"type": "local", "path": str(Path(path).expanduser().resolve()), "files": per_file}
+    return records, {
+        "type": "local",
+        "path": str(Path(path).expanduser().resolve()),
+        "files": per_file,
+    }
 
 
 def load_huggingface(
     dataset: str, *, split: str = "train", config: str = "", revision: str = ""
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load one split of a Hugging Face dataset (Hub id or local dataset folder) with ``datasets``."""
+    """Load one split of a Hugging Face dataset (Hub id or local folder) with ``datasets``."""
     try:
         import datasets
         from datasets.exceptions import DatasetNotFoundError
     except ImportError:  # pragma: no cover - datasets is a pinned dependency
         raise StepError("the 'datasets' package is not installed") from None
     try:
-        ds = datasets.load_dataset(dataset, name=config or None, split=split,
-                                   revision=revision or None)
+        ds = datasets.load_dataset(
+            dataset, name=config or None, split=split, revision=revision or None
+        )
     except DatasetNotFoundError:
         raise InvalidInputError(
             f"Hugging Face dataset {dataset!r} was not found (or is private): check hf_dataset "
@@ -212,7 +228,9 @@ def load_huggingface(
 
 
 # --- column mapping ------------------------------------------------------------------------------
-def resolve_columns(columns: Iterable[str], cfg: RunConfig, *, where: str = "data") -> ColumnMapping:
+def resolve_columns(
+    columns: Iterable[str], cfg: RunConfig, *, where: str = "data"
+) -> ColumnMapping:
     """Decide the query/document/negative columns from the preset and explicit overrides."""
     cols = set(columns)
     preset = cfg.column_preset
@@ -221,7 +239,7 @@ def resolve_columns(columns: Iterable[str], cfg: RunConfig, *, where: str = "dat
             preset = "zenml_distilabel"
             query, document, negative = PRESETS[preset]
         else:
-            for query, document, negative in AUTO_CANDIDATES:
+            for query, document, negative in AUTO_CANDIDATES:  # noqa: B007 (used after break)
                 if {query, document} <= cols:
                     break
             else:
@@ -250,7 +268,7 @@ def resolve_columns(columns: Iterable[str], cfg: RunConfig, *, where: str = "dat
 
 
 def _cols(cols: set[str]) -> str:
-    return ", ".join(sorted(cols)) or "(none)"
+    return ", ".join(sorted(str(c) for c in cols)) or "(none)"  # csv extras: key None
 
 
 # --- cleaning ------------------------------------------------------------------------------------
@@ -325,8 +343,9 @@ def build_retrieval_set(
     Ids are zero-padded and assigned in a stable order (by split hash), so lexical id order is
     index order.
     """
-    docs = sorted(set(corpus_docs) | {p["document"] for p in pairs},
-                  key=lambda d: (split_bucket(d), d))
+    docs = sorted(
+        set(corpus_docs) | {p["document"] for p in pairs}, key=lambda d: (split_bucket(d), d)
+    )
     width = max(6, len(str(len(docs))))
     doc_ids = {doc: f"d{i:0{width}d}" for i, doc in enumerate(docs)}
     queries: dict[str, str] = {}
@@ -377,8 +396,9 @@ def load_source(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if cfg.source == "local":
         return load_local(cfg.data_path)
     if cfg.source == "huggingface":
-        return load_huggingface(cfg.hf_dataset, split=cfg.hf_split, config=cfg.hf_config,
-                                revision=cfg.hf_revision)
+        return load_huggingface(
+            cfg.hf_dataset, split=cfg.hf_split, config=cfg.hf_config, revision=cfg.hf_revision
+        )
     raise InvalidInputError(f"unknown source {cfg.source!r}: use one of local, huggingface")
 
 
@@ -412,8 +432,10 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     where = source_info.get("path") or source_info.get("dataset") or "data"
     columns = set().union(*(r.keys() for r in records[:1000]))
     mapping = resolve_columns(columns, cfg, where=str(where))
-    print(f"prepare: read {len(records)} records from {where}; columns query={mapping.query!r} "
-          f"document={mapping.document!r} negative={mapping.negative!r} (preset {mapping.preset})")
+    print(
+        f"prepare: read {len(records)} records from {where}; columns query={mapping.query!r} "
+        f"document={mapping.document!r} negative={mapping.negative!r} (preset {mapping.preset})"
+    )
     pairs, dropped = clean_pairs(records, mapping)
     if not pairs:
         reasons = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
@@ -459,7 +481,9 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             f"batch_size={cfg.batch_size}: add data or lower batch_size"
         )
     with_negative = sum(1 for p in train if "negative" in p)
-    use_negatives = cfg.use_negatives and mapping.negative is not None and with_negative == len(train)
+    use_negatives = (
+        cfg.use_negatives and mapping.negative is not None and with_negative == len(train)
+    )
     if not use_negatives:
         train = [{"query": p["query"], "document": p["document"]} for p in train]
 
@@ -482,8 +506,12 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "source": source_info,
         "eval_path": cfg.eval_path or None,
         "corpus_path": cfg.corpus_path or None,
-        "columns": {"query": mapping.query, "document": mapping.document,
-                    "negative": mapping.negative, "preset": mapping.preset},
+        "columns": {
+            "query": mapping.query,
+            "document": mapping.document,
+            "negative": mapping.negative,
+            "preset": mapping.preset,
+        },
         "base_model": {"ref": cfg.base_model, "path": str(model_dir), "dimension": dim},
         "counts": {
             "records": len(records),
@@ -497,22 +525,30 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "train_documents": len({p["document"] for p in train}),
         },
         "dropped": {k: v for k, v in sorted(dropped.items()) if v},
-        "negatives": {"column": mapping.negative, "train_rows_with_negative": with_negative,
-                      "used": use_negatives},
+        "negatives": {
+            "column": mapping.negative,
+            "train_rows_with_negative": with_negative,
+            "used": use_negatives,
+        },
         "fingerprints": {
             "data": data_fp,
             "train": fingerprint_rows(train),
             "eval": eval_fp,
         },
-        "split": {"method": "sha256(document) bucket", "salt": SPLIT_SALT,
-                  "eval_fraction": 0.0 if cfg.eval_path else cfg.eval_fraction,
-                  "val_fraction": cfg.val_fraction},
+        "split": {
+            "method": "sha256(document) bucket",
+            "salt": SPLIT_SALT,
+            "eval_fraction": 0.0 if cfg.eval_path else cfg.eval_fraction,
+            "val_fraction": cfg.val_fraction,
+        },
     }
     write_json(data_dir / "manifest.json", manifest)
     counts = manifest["counts"]
-    print(f"prepare: {counts['train_pairs']} train / {counts['val_pairs']} val / "
-          f"{counts['eval_pairs']} eval pairs; {counts['eval_queries']} eval queries over "
-          f"{counts['eval_corpus']} documents; dropped {dict(dropped) or 'nothing'}")
+    print(
+        f"prepare: {counts['train_pairs']} train / {counts['val_pairs']} val / "
+        f"{counts['eval_pairs']} eval pairs; {counts['eval_queries']} eval queries over "
+        f"{counts['eval_corpus']} documents; dropped {dict(dropped) or 'nothing'}"
+    )
     return _summary(manifest, manifest_path)
 
 

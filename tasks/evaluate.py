@@ -82,10 +82,15 @@ class MatryoshkaIREvaluator:
 
     def encode(self, model: Any) -> tuple[Any, Any]:
         """Full-size query and corpus embeddings (float32 tensors)."""
-        queries = model.encode_query(self.queries, batch_size=self.batch_size,
-                                     convert_to_tensor=True, show_progress_bar=False)
-        corpus = model.encode_document(self.corpus, batch_size=self.batch_size,
-                                       convert_to_tensor=True, show_progress_bar=False)
+        queries = model.encode_query(
+            self.queries,
+            batch_size=self.batch_size,
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        corpus = model.encode_document(
+            self.corpus, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False
+        )
         return queries.float(), corpus.float()
 
     def compute(self, model: Any) -> dict[int, dict[str, float]]:
@@ -94,11 +99,12 @@ class MatryoshkaIREvaluator:
         query_emb, corpus_emb = self.encode(model)
         encoded = time.perf_counter()
         results = self.compute_from_embeddings(query_emb, corpus_emb)
-        self.last_timing = {"encode_s": encoded - started,
-                            "score_s": time.perf_counter() - encoded}
+        self.last_timing = {"encode_s": encoded - started, "score_s": time.perf_counter() - encoded}
         return results
 
-    def compute_from_embeddings(self, query_emb: Any, corpus_emb: Any) -> dict[int, dict[str, float]]:
+    def compute_from_embeddings(
+        self, query_emb: Any, corpus_emb: Any
+    ) -> dict[int, dict[str, float]]:
         """Metrics per dim from full-size embeddings (truncate + re-normalise per dim)."""
         import torch.nn.functional as F
 
@@ -124,7 +130,7 @@ class MatryoshkaIREvaluator:
         rank_of = id_rank.tolist()
         ranked: list[list[int]] = []
         for start in range(0, q.shape[0], chunk):
-            scores = q[start:start + chunk] @ c.T
+            scores = q[start : start + chunk] @ c.T
             values, idx = torch.topk(scores, top_k, dim=1, largest=True, sorted=True)
             threshold = values[:, -1:]
             boundary_ties = ((scores >= threshold).sum(dim=1) > top_k).tolist()
@@ -138,8 +144,9 @@ class MatryoshkaIREvaluator:
                     best = sorted(zip(cand_scores, cand), key=lambda p: (-p[0], rank_of[p[1]]))
                     ranked.append([i for _, i in best[:top_k]])
                 else:
-                    pairs = sorted(zip(values_l[row], idx_l[row]),
-                                   key=lambda p: (-p[0], rank_of[p[1]]))
+                    pairs = sorted(
+                        zip(values_l[row], idx_l[row]), key=lambda p: (-p[0], rank_of[p[1]])
+                    )
                     ranked.append([i for _, i in pairs])
         return ranked
 
@@ -175,13 +182,23 @@ class MatryoshkaIREvaluator:
                 add(f"map@{k}", precision_sum / min(k, len(relevant)))
         return {key: value / n for key, value in sums.items()}
 
-    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
-                 steps: int = -1, *args: Any, **kwargs: Any) -> dict[str, float]:
+    def __call__(
+        self,
+        model: Any,
+        output_path: str | None = None,
+        epoch: int = -1,
+        steps: int = -1,
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict[str, float]:
         """Trainer protocol: flat ``{name_dim_D_cosine_metric: value}`` dict."""
         results = self.compute(model)
         prefix = f"{self.name}_" if self.name else ""
-        return {f"{prefix}dim_{dim}_cosine_{metric}": value
-                for dim, metrics in results.items() for metric, value in metrics.items()}
+        return {
+            f"{prefix}dim_{dim}_cosine_{metric}": value
+            for dim, metrics in results.items()
+            for metric, value in metrics.items()
+        }
 
 
 def as_trainer_evaluator(evaluator: MatryoshkaIREvaluator) -> Any:
@@ -196,14 +213,17 @@ def as_trainer_evaluator(evaluator: MatryoshkaIREvaluator) -> Any:
             if evaluator.name:
                 self.primary_metric = f"{evaluator.name}_{self.primary_metric}"
 
-        def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
-                     steps: int = -1) -> dict[str, float]:
+        def __call__(
+            self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
+        ) -> dict[str, float]:
             started = time.perf_counter()
             metrics = evaluator(model)
-            print(f"validation{' after epoch ' + format(epoch, '.2g') if epoch != -1 else ''}: "
-                  f"ndcg@10 at dim {evaluator.main_dim} = "
-                  f"{metrics[self.primary_metric]:.4f} ({time.perf_counter() - started:.1f}s)",
-                  flush=True)
+            print(
+                f"validation{' after epoch ' + format(epoch, '.2g') if epoch != -1 else ''}: "
+                f"ndcg@10 at dim {evaluator.main_dim} = "
+                f"{metrics[self.primary_metric]:.4f} ({time.perf_counter() - started:.1f}s)",
+                flush=True,
+            )
             return metrics
 
     return _TrainerEvaluator()
@@ -231,7 +251,9 @@ def evaluate_model(
     model_fp = fingerprint_dir(model_dir)
     eval_fp = eval_fingerprint or retrieval_fingerprint(eval_set)
     dims_key = "-".join(map(str, dims))
-    cache_file = cache_dir() / "evaluations" / f"{model_fp}_{eval_fp}_{dims_key}_{max_seq_length}.json"
+    cache_file = (
+        cache_dir() / "evaluations" / f"{model_fp}_{eval_fp}_{dims_key}_{max_seq_length}.json"
+    )
     if use_cache and cache_file.exists():
         cached = read_json(cache_file)
         cached["cached"] = True
@@ -243,10 +265,18 @@ def evaluate_model(
     started = time.perf_counter()
     model = load_model(model_dir, max_seq_length=max_seq_length)
     loaded = time.perf_counter()
-    evaluator = MatryoshkaIREvaluator(eval_set["queries"], eval_set["corpus"],
-                                      eval_set["relevant_docs"], dims, batch_size=batch_size)
-    print(f"evaluate: encoding {len(evaluator.queries)} queries and {len(evaluator.corpus)} "
-          f"documents once on {model.device}, scoring dims {dims}", flush=True)
+    evaluator = MatryoshkaIREvaluator(
+        eval_set["queries"],
+        eval_set["corpus"],
+        eval_set["relevant_docs"],
+        dims,
+        batch_size=batch_size,
+    )
+    print(
+        f"evaluate: encoding {len(evaluator.queries)} queries and {len(evaluator.corpus)} "
+        f"documents once on {model.device}, scoring dims {dims}",
+        flush=True,
+    )
     metrics = evaluator.compute(model)
     result = {
         "model_fingerprint": model_fp,

@@ -61,7 +61,10 @@ def cache_dir() -> Path:
 
 
 def safe_name(text: str) -> str:
-    """A path-safe form of an Airflow id (``manual__2026-01-01T00:00:00+00:00`` -> ``manual__2026-01-01T00_00_00_00_00``)."""
+    """A path-safe form of an Airflow id.
+
+    ``manual__2026-01-01T00:00:00+00:00`` -> ``manual__2026-01-01T00_00_00_00_00``
+    """
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
 
 
@@ -77,7 +80,9 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+        with os.fdopen(
+            fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})
+        ) as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:

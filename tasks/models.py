@@ -25,7 +25,9 @@ def resolve_model(ref: str) -> Path:
     """Return the local directory holding the model ``ref`` (downloading it if it is a Hub id)."""
     ref = (ref or "").strip()
     if not ref:
-        raise InvalidInputError("base_model is empty: set it to a Hub id, a directory or pkg:<module>")
+        raise InvalidInputError(
+            "base_model is empty: set it to a Hub id, a directory or pkg:<module>"
+        )
     if ref.startswith("pkg:"):
         module_name = ref[4:]
         try:
@@ -76,7 +78,8 @@ def model_dimension(path: Path) -> int | None:
     """Output embedding size of the model in ``path``, read from its config files (no torch).
 
     Follows ``modules.json``: the last ``Dense`` module's ``out_features`` or the ``Pooling``
-    module's ``word_embedding_dimension``; falls back to ``config.json``'s ``hidden_size``.
+    module's ``embedding_dimension`` (``word_embedding_dimension`` before v6); falls back to
+    ``config.json``'s ``hidden_size``.
     Returns None when it cannot tell.
     """
     path = Path(path)
@@ -91,8 +94,11 @@ def model_dimension(path: Path) -> int | None:
             kind = module.get("type", "")
             if kind.endswith("Dense") and "out_features" in cfg:
                 dim = int(cfg["out_features"])
-            elif kind.endswith("Pooling") and "word_embedding_dimension" in cfg:
-                dim = int(cfg["word_embedding_dimension"])
+            elif kind.endswith("Pooling"):
+                for key in ("embedding_dimension", "word_embedding_dimension"):
+                    if isinstance(cfg.get(key), int):
+                        dim = int(cfg[key])
+                        break
         if dim:
             return dim
     config = path / "config.json"
@@ -122,8 +128,9 @@ def load_model(path: Path, *, device: str | None = None, max_seq_length: int = 0
     device = device or best_device()
     model_kwargs = {"attn_implementation": "sdpa"} if device == "cuda" else {}
     try:
-        model = SentenceTransformer(str(path), device=device, model_kwargs=model_kwargs,
-                                    local_files_only=True)
+        model = SentenceTransformer(
+            str(path), device=device, model_kwargs=model_kwargs, local_files_only=True
+        )
     except (ValueError, ImportError) as exc:
         if not model_kwargs:
             raise
@@ -169,6 +176,10 @@ def hardware_info() -> dict[str, Any]:
             mem = round(psutil.virtual_memory().total / 2**30, 1)
         except ImportError:
             mem = None
-        info.update(device="cpu", device_name=platform.processor() or platform.machine(),
-                    device_count=1, device_memory_gb=mem)
+        info.update(
+            device="cpu",
+            device_name=platform.processor() or platform.machine(),
+            device_count=1,
+            device_memory_gb=mem,
+        )
     return info

@@ -36,20 +36,29 @@ def comparison_rows(evals: dict[str, dict[str, Any]], metric: str) -> list[dict[
     for dim in evals["base"]["dims"]:
         base = evals["base"]["metrics"][str(dim)][metric]
         tuned = evals["finetuned"]["metrics"][str(dim)][metric]
-        rows.append({
-            "dim": dim, "base": base, "finetuned": tuned, "delta": tuned - base,
-            "relative": (tuned - base) / base if base else float("nan"),
-        })
+        rows.append(
+            {
+                "dim": dim,
+                "base": base,
+                "finetuned": tuned,
+                "delta": tuned - base,
+                "relative": (tuned - base) / base if base else float("nan"),
+            }
+        )
     return rows
 
 
 def format_table(evals: dict[str, dict[str, Any]], metric: str = "ndcg@10") -> str:
     """A plain-text/markdown table of one metric per dim."""
-    lines = [f"| dim | base {metric} | fine-tuned {metric} | delta | relative |",
-             "|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| dim | base {metric} | fine-tuned {metric} | delta | relative |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for r in comparison_rows(evals, metric):
-        lines.append(f"| {r['dim']} | {r['base']:.4f} | {r['finetuned']:.4f} | "
-                     f"{r['delta']:+.4f} | {r['relative']:+.1%} |")
+        lines.append(
+            f"| {r['dim']} | {r['base']:.4f} | {r['finetuned']:.4f} | "
+            f"{r['delta']:+.4f} | {r['relative']:+.1%} |"
+        )
     return "\n".join(lines)
 
 
@@ -68,8 +77,9 @@ def chart_figure(evals: dict[str, dict[str, Any]], metric: str = "ndcg@10") -> A
     colors = {"base": "#9aa5b1", "finetuned": "#2f6fde"}
     for offset, name in ((-width / 2, "base"), (width / 2, "finetuned")):
         values = [r[name] for r in rows]
-        bars = ax.bar([x + offset for x in xs], values, width, label=LABELS[name],
-                      color=colors[name])
+        bars = ax.bar(
+            [x + offset for x in xs], values, width, label=LABELS[name], color=colors[name]
+        )
         ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2, fontsize=9)
     ax.set_xticks(list(xs), dims)
     ax.set_xlabel("Matryoshka dimension")
@@ -98,8 +108,11 @@ def draw_chart(evals: dict[str, dict[str, Any]], path: Path, metric: str = "ndcg
     return path
 
 
-def build_markdown(evals: dict[str, dict[str, Any]], manifest: dict[str, Any] | None,
-                   train_summary: dict[str, Any] | None) -> str:
+def build_markdown(
+    evals: dict[str, dict[str, Any]],
+    manifest: dict[str, Any] | None,
+    train_summary: dict[str, Any] | None,
+) -> str:
     """The run's report.md text."""
     parts = ["# Fine-tuning report", ""]
     if manifest:
@@ -111,10 +124,12 @@ def build_markdown(evals: dict[str, dict[str, Any]], manifest: dict[str, Any] | 
             f"eval fingerprint `{manifest['fingerprints']['eval']}`)",
         ]
     if train_summary:
-        parts.append(f"- training: {train_summary['epochs']} epoch(s), {train_summary['steps']} "
-                     f"steps in {train_summary['train_runtime_s']:.0f}s on "
-                     f"{train_summary['hardware'].get('device_name')}; best checkpoint "
-                     f"`{Path(train_summary['best_checkpoint'] or 'last epoch').name}`")
+        parts.append(
+            f"- training: {train_summary['epochs']} epoch(s), {train_summary['steps']} "
+            f"steps in {train_summary['train_runtime_s']:.0f}s on "
+            f"{train_summary['hardware'].get('device_name')}; best checkpoint "
+            f"`{Path(train_summary['best_checkpoint'] or 'last epoch').name}`"
+        )
     parts += ["", "![NDCG@10 by dim](ndcg_by_dim.png)", ""]
     for metric in HEADLINE_METRICS:
         parts += [f"## {metric}", "", format_table(evals, metric), ""]
@@ -137,8 +152,13 @@ def report(run_dir: Path) -> dict[str, Any]:
     write_atomic(out / "report.md", build_markdown(evals, manifest, train_summary))
     metrics = {
         "dims": evals["base"]["dims"],
-        "models": {name: {"model_fingerprint": evals[name]["model_fingerprint"],
-                          "metrics": evals[name]["metrics"]} for name in MODELS},
+        "models": {
+            name: {
+                "model_fingerprint": evals[name]["model_fingerprint"],
+                "metrics": evals[name]["metrics"],
+            }
+            for name in MODELS
+        },
         "eval_fingerprint": evals["base"]["eval_fingerprint"],
     }
     write_json(out / "metrics.json", metrics)
@@ -149,7 +169,9 @@ def report(run_dir: Path) -> dict[str, Any]:
         "chart": str(chart),
         "report": str(out / "report.md"),
         "metrics": str(out / "metrics.json"),
-        "ndcg@10": {str(r["dim"]): {"base": round(r["base"], 4),
-                                    "finetuned": round(r["finetuned"], 4)} for r in ndcg},
+        "ndcg@10": {
+            str(r["dim"]): {"base": round(r["base"], 4), "finetuned": round(r["finetuned"], 4)}
+            for r in ndcg
+        },
         "improved_dims": sum(1 for r in ndcg if r["delta"] > 0),
     }

@@ -53,7 +53,7 @@ def _client() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -89,7 +89,7 @@ def _curves(history: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
         for key, value in entry.items():
             if key.startswith("eval_val_dim_") and isinstance(value, (int, float)):
                 # eval_val_dim_128_cosine_ndcg@10 -> val_dim_128_ndcg_at_10
-                name = metric_key(key[len("eval_"):].replace("_cosine", ""))
+                name = metric_key(key[len("eval_") :].replace("_cosine", ""))
                 points.append((name, float(value), step))
     return points
 
@@ -126,11 +126,15 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         experiment_id = _experiment_id(client, cfg.experiment_name)
         run_id = find_or_create_run(client, experiment_id, ids)
     except Exception as exc:
-        raise StepError(f"MLflow at {tracking_uri()} is unreachable or refused the run "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): check "
-                        f"MLFLOW_TRACKING_URI / the mlflow_default connection") from None
-    print(f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at {tracking_uri()}",
-          flush=True)
+        raise StepError(
+            f"MLflow at {tracking_uri()} is unreachable or refused the run "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): check "
+            f"MLFLOW_TRACKING_URI / the mlflow_default connection"
+        ) from None
+    print(
+        f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at {tracking_uri()}",
+        flush=True,
+    )
 
     import mlflow
     import pandas as pd
@@ -138,8 +142,10 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     with mlflow.start_run(run_id=run_id):
         existing = client.get_run(run_id).data
-        params = {**cfg.mlflow_params(),
-                  **{f"hw_{k}": str(v) for k, v in train_summary["hardware"].items()}}
+        params = {
+            **cfg.mlflow_params(),
+            **{f"hw_{k}": str(v) for k, v in train_summary["hardware"].items()},
+        }
         params = {k: v for k, v in params.items() if k not in existing.params}
         tags = {
             **ids,
@@ -152,35 +158,53 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         for model_name, block in metrics["models"].items():
             for dim, values in block["metrics"].items():
                 for metric, value in values.items():
-                    batch.append(Metric(f"{model_name}_dim_{dim}_{metric_key(metric)}",
-                                        float(value), 0, 0))
+                    batch.append(
+                        Metric(f"{model_name}_dim_{dim}_{metric_key(metric)}", float(value), 0, 0)
+                    )
         history = read_json(run_dir / "train" / "history.json")
         batch += [Metric(name, value, 0, step) for name, value, step in _curves(history)]
         for key in ("train_runtime_s", "train_samples_per_second", "train_loss"):
             if train_summary.get(key) is not None:
                 batch.append(Metric(key, float(train_summary[key]), 0, 0))
-        client.log_batch(run_id, metrics=batch[:1000],
-                         params=[Param(k, v[:6000]) for k, v in params.items()],
-                         tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        client.log_batch(
+            run_id,
+            metrics=batch[:1000],
+            params=[Param(k, v[:6000]) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
         for start in range(1000, len(batch), 1000):
-            client.log_batch(run_id, metrics=batch[start:start + 1000])
+            client.log_batch(run_id, metrics=batch[start : start + 1000])
 
         # Data snapshot as the run's dataset inputs.
         source = manifest["source"]
-        source_uri = source.get("path") or (f"hf://datasets/{source.get('dataset')}"
-                                            if source.get("dataset") else "unknown")
+        source_uri = source.get("path") or (
+            f"hf://datasets/{source.get('dataset')}" if source.get("dataset") else "unknown"
+        )
         train_df = pd.DataFrame(read_jsonl(run_dir / "data" / "train.jsonl"))
         eval_set = read_json(run_dir / "data" / "eval.json")
         eval_df = pd.DataFrame(
-            [{"query": q, "relevant_documents": [eval_set["corpus"][c]
-                                                 for c in eval_set["relevant_docs"][qid]]}
-             for qid, q in eval_set["queries"].items()])
-        mlflow.log_input(mlflow.data.from_pandas(train_df, source=source_uri, name="train",
-                                                 digest=manifest["fingerprints"]["train"]),
-                         context="training")
-        mlflow.log_input(mlflow.data.from_pandas(eval_df, source=source_uri, name="eval",
-                                                 digest=manifest["fingerprints"]["eval"]),
-                         context="evaluation")
+            [
+                {
+                    "query": q,
+                    "relevant_documents": [
+                        eval_set["corpus"][c] for c in eval_set["relevant_docs"][qid]
+                    ],
+                }
+                for qid, q in eval_set["queries"].items()
+            ]
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(
+                train_df, source=source_uri, name="train", digest=manifest["fingerprints"]["train"]
+            ),
+            context="training",
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(
+                eval_df, source=source_uri, name="eval", digest=manifest["fingerprints"]["eval"]
+            ),
+            context="evaluation",
+        )
 
         mlflow.log_dict(train_summary["hardware"], "environment/hardware.json")
         mlflow.log_dict(manifest, "data/manifest.json")
@@ -216,8 +240,9 @@ def _log_chart(run_dir: Path) -> None:
     plt.close(fig)
 
 
-def _register_model(client: Any, cfg: RunConfig, run_dir: Path, run_id: str,
-                    tags: dict[str, str]) -> str:
+def _register_model(
+    client: Any, cfg: RunConfig, run_dir: Path, run_id: str, tags: dict[str, str]
+) -> str:
     """Log the model with the sentence_transformers flavor and register it once per run."""
     import mlflow
 

@@ -62,21 +62,27 @@ def _progress_callback(total_steps: int, batch: int) -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
             self.start_step = state.global_step
-            print(f"train: {state.max_steps} optimizer steps over {args.num_train_epochs} "
-                  f"epoch(s), effective batch {batch}"
-                  + (f", resuming at step {state.global_step}" if state.global_step else ""),
-                  flush=True)
+            print(
+                f"train: {state.max_steps} optimizer steps over {args.num_train_epochs} "
+                f"epoch(s), effective batch {batch}"
+                + (f", resuming at step {state.global_step}" if state.global_step else ""),
+                flush=True,
+            )
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
             if not logs or "loss" not in logs:
                 return
             elapsed = time.perf_counter() - self.started
             done = max(state.global_step - self.start_step, 1)
             left = (state.max_steps - state.global_step) * elapsed / done
-            print(f"train: step {state.global_step}/{state.max_steps} epoch "
-                  f"{state.epoch:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e} "
-                  f"elapsed {elapsed:.0f}s eta {left:.0f}s", flush=True)
+            print(
+                f"train: step {state.global_step}/{state.max_steps} epoch "
+                f"{state.epoch:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e} "
+                f"elapsed {elapsed:.0f}s eta {left:.0f}s",
+                flush=True,
+            )
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             print(f"train: saved checkpoint-{state.global_step}", flush=True)
@@ -92,7 +98,9 @@ def _build_loss(model: Any, cfg: RunConfig) -> Any:
     )
 
     if cfg.loss == "cached_mnrl":
-        inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.cached_mini_batch_size)
+        inner = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=cfg.cached_mini_batch_size
+        )
     else:
         inner = MultipleNegativesRankingLoss(model)
     return MatryoshkaLoss(model, inner, matryoshka_dims=cfg.matryoshka_dims)
@@ -128,8 +136,10 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     rows = read_jsonl(data_dir / "train.jsonl")
     if len(rows) < cfg.batch_size:
-        raise InvalidInputError(f"only {len(rows)} training pairs, fewer than batch_size="
-                                f"{cfg.batch_size}: add data or lower batch_size")
+        raise InvalidInputError(
+            f"only {len(rows)} training pairs, fewer than batch_size="
+            f"{cfg.batch_size}: add data or lower batch_size"
+        )
     columns = {"anchor": [r["query"] for r in rows], "positive": [r["document"] for r in rows]}
     if all("negative" in r for r in rows):
         columns["negative"] = [r["negative"] for r in rows]
@@ -143,8 +153,9 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     model_dir = resolve_model(cfg.base_model)
     dim = model_dimension(model_dir)
     if dim is not None and max(cfg.matryoshka_dims) > dim:
-        raise InvalidInputError(f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's "
-                                f"dimension {dim}")
+        raise InvalidInputError(
+            f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's dimension {dim}"
+        )
     model = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
     loss = _build_loss(model, cfg)
 
@@ -152,9 +163,17 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     val_file = data_dir / "val.json"
     if cfg.val_fraction > 0 and val_file.exists():
         val = read_json(val_file)
-        evaluator = as_trainer_evaluator(MatryoshkaIREvaluator(
-            val["queries"], val["corpus"], val["relevant_docs"], cfg.matryoshka_dims,
-            batch_size=cfg.eval_batch_size, name="val", main_dim=cfg.best_metric_dim))
+        evaluator = as_trainer_evaluator(
+            MatryoshkaIREvaluator(
+                val["queries"],
+                val["corpus"],
+                val["relevant_docs"],
+                cfg.matryoshka_dims,
+                batch_size=cfg.eval_batch_size,
+                name="val",
+                main_dim=cfg.best_metric_dim,
+            )
+        )
     effective_batch = cfg.batch_size * cfg.gradient_accumulation_steps
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
@@ -178,8 +197,9 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=evaluator is not None,
-        metric_for_best_model=(f"eval_val_dim_{cfg.best_metric_dim}_cosine_ndcg@10"
-                               if evaluator else None),
+        metric_for_best_model=(
+            f"eval_val_dim_{cfg.best_metric_dim}_cosine_ndcg@10" if evaluator else None
+        ),
         greater_is_better=True,
         logging_steps=max(1, min(10, steps_per_epoch // 4 or 1)),
         logging_first_step=True,
@@ -200,15 +220,20 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
     if resume:
         print(f"train: resuming from {resume}", flush=True)
-    print(f"train: {len(rows)} pairs ({'with' if 'negative' in columns else 'without'} hard "
-          f"negatives), MatryoshkaLoss({type(loss.loss).__name__}) dims {cfg.matryoshka_dims}, "
-          f"device {device}, precision {flags}", flush=True)
+    print(
+        f"train: {len(rows)} pairs ({'with' if 'negative' in columns else 'without'} hard "
+        f"negatives), MatryoshkaLoss({type(loss.loss).__name__}) dims {cfg.matryoshka_dims}, "
+        f"device {device}, precision {flags}",
+        flush=True,
+    )
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     except torch.OutOfMemoryError:
-        raise StepError(f"out of memory at batch_size={cfg.batch_size}: lower batch_size, raise "
-                        f"gradient_accumulation_steps or use loss=cached_mnrl") from None
+        raise StepError(
+            f"out of memory at batch_size={cfg.batch_size}: lower batch_size, raise "
+            f"gradient_accumulation_steps or use loss=cached_mnrl"
+        ) from None
     wall = time.perf_counter() - started
 
     model_out = out_dir / "model"
@@ -237,6 +262,9 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "hardware": hardware_info(),
     }
     write_json(summary_path, summary)
-    print(f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s, "
-          f"best checkpoint {summary['best_checkpoint']}", flush=True)
+    print(
+        f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s, "
+        f"best checkpoint {summary['best_checkpoint']}",
+        flush=True,
+    )
     return summary

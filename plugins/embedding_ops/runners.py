@@ -19,13 +19,20 @@ def selected_runner() -> str:
     """The configured runner name (``EMBED_RUNNER``, default ``local``)."""
     name = (os.environ.get("EMBED_RUNNER") or "local").strip().lower()
     if name not in RUNNERS:
-        raise ValueError(f"EMBED_RUNNER={name!r} is not a known runner; use one of "
-                         f"{', '.join(RUNNERS)}")
+        raise ValueError(
+            f"EMBED_RUNNER={name!r} is not a known runner; use one of {', '.join(RUNNERS)}"
+        )
     return name
 
 
-def step_operator(step: str, *, task_id: str | None = None, step_args: list[str] | None = None,
-                  runner: str | None = None, **kwargs: Any) -> BaseOperator:
+def step_operator(
+    step: str,
+    *,
+    task_id: str | None = None,
+    step_args: list[str] | None = None,
+    runner: str | None = None,
+    **kwargs: Any,
+) -> BaseOperator:
     """An operator running ``python -m tasks <step>`` with the selected runner.
 
     Example::
@@ -38,6 +45,5 @@ def step_operator(step: str, *, task_id: str | None = None, step_args: list[str]
     if runner == "local":
         from embedding_ops.step_operator import LocalStepOperator
 
-        return LocalStepOperator(task_id=task_id or step, step=step, step_args=step_args,
-                                 **kwargs)
+        return LocalStepOperator(task_id=task_id or step, step=step, step_args=step_args, **kwargs)
     raise ValueError(f"runner {runner!r} is not available; use one of {', '.join(RUNNERS)}")

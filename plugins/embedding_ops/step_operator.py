@@ -70,13 +70,21 @@ class LocalStepOperator(BaseOperator):
         argv = self.build_command(context)
         env = {**os.environ, **step_env(context)}
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        )
         self.log.info("Running step %s: %s", self.step, " ".join(argv[:6]) + " ...")
         stdout_tail: deque[str] = deque(maxlen=50)
         stderr_tail: deque[str] = deque(maxlen=50)
-        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, encoding="utf-8", errors="replace", env=env,
-                                      bufsize=1)
+        self._proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            bufsize=1,
+        )
 
         def pump(stream: Any, tail: deque[str], prefix: str) -> None:
             for line in stream:
@@ -85,10 +93,12 @@ class LocalStepOperator(BaseOperator):
                 if line.strip():
                     self.log.info("%s%s", prefix, line)
 
-        readers = [threading.Thread(target=pump, args=(self._proc.stdout, stdout_tail, ""),
-                                    daemon=True),
-                   threading.Thread(target=pump, args=(self._proc.stderr, stderr_tail, "[stderr] "),
-                                    daemon=True)]
+        readers = [
+            threading.Thread(target=pump, args=(self._proc.stdout, stdout_tail, ""), daemon=True),
+            threading.Thread(
+                target=pump, args=(self._proc.stderr, stderr_tail, "[stderr] "), daemon=True
+            ),
+        ]
         for reader in readers:
             reader.start()
         code = self._proc.wait()

@@ -1,0 +1,80 @@
+"""DAG integrity: imports cleanly and fast, without torch, with the settings it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.dag
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "retrain_embeddings" in dagbag.dags
+
+
+def test_settings(dagbag):
+    dag = dagbag.dags["retrain_embeddings"]
+    assert {"embeddings", "mlflow"} <= set(dag.tags)
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.timetable.expression == "0 3 * * *"
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+    assert {t.task_id for t in dag.tasks} == {
+        "prepare",
+        "evaluate_base",
+        "train",
+        "evaluate_finetuned",
+        "report",
+        "register",
+    }
+    assert dag.get_task("train").upstream_task_ids == {"prepare"}
+    assert dag.get_task("report").upstream_task_ids == {"evaluate_base", "evaluate_finetuned"}
+
+
+def test_params_are_the_config_and_validate(dagbag):
+    from airflow.sdk import Param
+
+    from tasks.config import config_fields
+
+    dag = dagbag.dags["retrain_embeddings"]
+    params = dag.params
+    assert set(params.keys()) == {f.name for f in config_fields()}
+    for name in params:
+        param = params.get_param(name)
+        assert param.schema.get("title") and param.description
+        param.resolve()  # every default is valid against its own schema
+    assert params.get_param("source").schema["enum"] == ["local", "huggingface"]
+    bad = Param(**{**params.get_param("epochs").dump(), "default": 0})
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        bad.resolve()
+
+
+def test_parse_is_fast_and_imports_no_torch():
+    paths = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "dags")]
+    code = (
+        f"import sys, time; sys.path[:0] = {paths!r}\n"
+        "import airflow.sdk\n"
+        "t = time.perf_counter()\n"
+        "import retrain_embeddings\n"
+        "print(time.perf_counter() - t)\n"
+        "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert float(out[0]) < 0.5
+    assert out[1:] == ["False", "False"]

@@ -1,0 +1,116 @@
+"""All steps through their command line on a tiny model, checked in the run dir and MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import last_json, make_pairs, run_cli, write_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_state):
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=48, negatives=True))
+    run_dir = tmp_path / "runs" / "retrain_embeddings" / "manual__test"
+    options = [
+        "--data-path",
+        str(data),
+        "--base-model",
+        str(tiny_model_dir),
+        "--matryoshka-dims",
+        "64,32,16",
+        "--best-metric-dim",
+        "32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--registered-model-name",
+        "tiny-embedder",
+    ]
+    code, out, err = run_cli("prepare", "--run-dir", str(run_dir), *options)
+    assert code == 0, err
+    prepared = last_json(out)
+    assert prepared["train_pairs"] > 8 and prepared["eval_queries"] > 0
+    # later steps read the run's config.json: no options needed
+    for argv in (
+        ["train"],
+        ["evaluate", "--model", "base"],
+        ["evaluate", "--model", "finetuned"],
+        ["report"],
+        ["register"],
+    ):
+        code, out, err = run_cli(*argv, "--run-dir", str(run_dir))
+        assert code == 0, f"{argv}: {err[-2000:]}"
+        summary = last_json(out)
+        assert summary["step"] == argv[0]
+    assert summary["model_version"] == "1"
+
+    for name in ("ndcg_by_dim.png", "report.md", "metrics.json"):
+        assert (run_dir / "report" / name).exists()
+
+    # retrying register does not create a second version
+    code, out, _ = run_cli("register", "--run-dir", str(run_dir))
+    assert code == 0 and last_json(out)["model_version"] == "1"
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{isolated_state / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name("embedding-finetuning")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["airflow_run_id"] == "manual__test"
+    assert run.data.tags["data_fingerprint"] == prepared["data_fingerprint"]
+    assert run.data.params["matryoshka_dims"] == "64,32,16"
+    assert run.data.params["hw_device"] == "cpu" and "hw_torch" in run.data.params
+    for model in ("base", "finetuned"):
+        for dim in (64, 32, 16):
+            assert f"{model}_dim_{dim}_ndcg_at_10" in run.data.metrics
+    assert client.get_metric_history(run.info.run_id, "train_loss")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/ndcg_by_dim.png", "report/report.md", "report/metrics.json"} <= artifacts
+    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert contexts == {"training", "evaluation"}
+    version = client.get_model_version("tiny-embedder", "1")
+    assert version.run_id == run.info.run_id
+    assert version.tags["airflow_dag_id"] == "retrain_embeddings"
+    assert version.tags["eval_fingerprint"] == prepared["eval_fingerprint"]
+    # the registered model loads back as a sentence-transformers model
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    loaded = mlflow.sentence_transformers.load_model("models:/tiny-embedder/1")
+    assert loaded.encode(["hello"]).shape == (1, 64)
+
+
+def test_failing_step_gives_one_line_reason(tmp_path):
+    code, out, err = run_cli(
+        "train", "--run-dir", str(tmp_path / "empty"), "--data-path", "x.jsonl"
+    )
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: ")
+    assert "prepare" in err
+
+
+def test_summary_line_is_json(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
+    code, out, _ = run_cli(
+        "prepare",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--data-path",
+        str(data),
+        "--base-model",
+        str(tiny_model_dir),
+        "--matryoshka-dims",
+        "64,32",
+        "--best-metric-dim",
+        "32",
+        "--batch-size",
+        "4",
+    )
+    assert code == 0
+    assert json.loads(out.strip().splitlines()[-1])["step"] == "prepare"

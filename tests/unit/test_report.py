@@ -1,0 +1,56 @@
+"""The report step: chart, markdown and metrics of base vs fine-tuned."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.io import read_json, write_json
+from tasks.report import format_table, report
+
+pytestmark = pytest.mark.unit
+
+
+def _eval(values):
+    dims = [64, 32, 16]
+    metrics = {}
+    for dim, ndcg in zip(dims, values):
+        metrics[str(dim)] = {
+            "ndcg@10": ndcg,
+            "mrr@10": ndcg - 0.05,
+            "recall@1": ndcg - 0.2,
+            "recall@5": ndcg,
+            "recall@10": ndcg + 0.05,
+            "map@100": ndcg - 0.04,
+        }
+    return {"dims": dims, "metrics": metrics, "model_fingerprint": "m", "eval_fingerprint": "e"}
+
+
+def test_report_writes_chart_markdown_and_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    write_json(run_dir / "eval" / "base.json", _eval([0.50, 0.45, 0.40]))
+    write_json(run_dir / "eval" / "finetuned.json", _eval([0.60, 0.58, 0.39]))
+    summary = report(run_dir)
+    chart = run_dir / "report" / "ndcg_by_dim.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
+    text = (run_dir / "report" / "report.md").read_text()
+    assert "| 64 | 0.5000 | 0.6000 | +0.1000 | +20.0% |" in text
+    assert "| 16 | 0.4000 | 0.3900 | -0.0100 | -2.5% |" in text
+    assert "at 2 of 3 dims" in text
+    metrics = read_json(run_dir / "report" / "metrics.json")
+    assert metrics["models"]["finetuned"]["metrics"]["32"]["ndcg@10"] == 0.58
+    assert metrics["models"]["base"]["metrics"]["64"]["map@100"] == pytest.approx(0.46)
+    assert summary["improved_dims"] == 2
+
+
+def test_missing_evaluation_is_a_clear_error(tmp_path):
+    from tasks.io import StepError
+
+    write_json(tmp_path / "eval" / "base.json", _eval([0.5, 0.4, 0.3]))
+    with pytest.raises(StepError, match="finetuned"):
+        report(tmp_path)
+
+
+def test_table_format():
+    table = format_table({"base": _eval([0.5, 0.4, 0.3]), "finetuned": _eval([0.6, 0.5, 0.4])})
+    assert table.splitlines()[0].startswith("| dim |")
+    assert len(table.splitlines()) == 5

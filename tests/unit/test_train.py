@@ -1,0 +1,76 @@
+"""The train step on a tiny model: outputs, checkpoints, resume after an interrupted attempt."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import make_pairs, write_jsonl
+
+from tasks.config import RunConfig
+from tasks.data import prepare
+from tasks.io import InvalidInputError, read_json
+from tasks.train import precision_flags, train
+
+pytestmark = pytest.mark.unit
+
+
+def _config(data, model, **overrides):
+    values = dict(
+        data_path=str(data),
+        base_model=str(model),
+        matryoshka_dims=[64, 32, 16],
+        best_metric_dim=32,
+        batch_size=8,
+        epochs=1,
+        eval_batch_size=32,
+    )
+    values.update(overrides)
+    return RunConfig.from_mapping(values)
+
+
+def test_train_writes_model_history_and_checkpoint(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40, negatives=True))
+    cfg = _config(data, tiny_model_dir)
+    run_dir = tmp_path / "run"
+    prepare(cfg, run_dir)
+    summary = train(cfg, run_dir)
+    out = run_dir / "train"
+    assert (out / "model" / "config.json").exists()
+    assert (out / "model" / "modules.json").exists()
+    assert summary["hard_negatives"] is True
+    assert summary["steps"] > 0 and summary["resumed_from"] is None
+    assert summary["best_checkpoint"] and "checkpoint-" in summary["best_checkpoint"]
+    assert list((out / "checkpoints").glob("checkpoint-*"))
+    history = read_json(out / "history.json")
+    assert any("loss" in h for h in history)
+    assert any("eval_val_dim_32_cosine_ndcg@10" in h for h in history)
+    assert summary["hardware"]["device"] == "cpu" and summary["hardware"]["torch"]
+    # a complete step is not redone
+    assert train(cfg, run_dir)["train_runtime_s"] == summary["train_runtime_s"]
+
+
+def test_retry_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
+    run_dir = tmp_path / "run"
+    cfg1 = _config(data, tiny_model_dir, val_fraction=0.0)
+    prepare(cfg1, run_dir)
+    first = train(cfg1, run_dir)
+    # Simulate an attempt that died after epoch 1 of 2: its checkpoint is there, no summary.
+    (run_dir / "train" / "summary.json").unlink()
+    shutil.rmtree(run_dir / "train" / "model")
+    cfg2 = _config(data, tiny_model_dir, val_fraction=0.0, epochs=2)
+    second = train(cfg2, run_dir)
+    assert second["resumed_from"] and second["resumed_from"].endswith(
+        f"checkpoint-{first['steps']}"
+    )
+    assert second["steps"] == 2 * first["steps"]
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_needs_a_gpu():
+    assert precision_flags("auto", "cpu") == {"bf16": False, "fp16": False, "tf32": False}
+    assert precision_flags("fp32", "cpu")["bf16"] is False
+    with pytest.raises(InvalidInputError, match="bf16"):
+        precision_flags("bf16", "cpu")
+    with pytest.raises(InvalidInputError, match="fp16"):
+        precision_flags("fp16", "cpu")
