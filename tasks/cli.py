@@ -132,7 +132,8 @@ def _show(run_dir: Path) -> dict[str, Any]:
     print(f"report: {report_dir / 'report.md'}")
     uri = tracking_uri()
     if uri == default_tracking_uri():
-        print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        mlflow_cli = Path(sys.executable).parent / "mlflow"
+        print(f"MLflow UI: {mlflow_cli} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     else:
         print(f"MLflow: {uri}")
     registered = run_dir / "register" / "result.json"

@@ -24,6 +24,7 @@ import csv
 import hashlib
 import itertools
 import json
+import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -390,6 +391,58 @@ def load_corpus_file(path: str | Path) -> list[str]:
     return docs
 
 
+def select_negatives(
+    train: list[dict[str, str]],
+    splits: dict[str, list[dict[str, str]]],
+    cfg: RunConfig,
+    mapping: ColumnMapping,
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Decide the hard negatives of the training rows.
+
+    A negative that is a val/eval document is removed (training on it would leak held-out
+    documents). Negatives are used when ``use_negatives`` is on and at least half of the rows
+    still have one; the other rows get a random training document (seeded) so every row has the
+    same columns. Otherwise the negative column is dropped. Returns (rows, manifest info).
+    """
+    held_out = {p["document"] for name in ("val", "eval") for p in splits[name]}
+    rows = []
+    leaked = 0
+    for pair in train:
+        row = dict(pair)
+        if row.get("negative") in held_out:
+            del row["negative"]
+            leaked += 1
+        rows.append(row)
+    with_negative = sum(1 for r in rows if "negative" in r)
+    use = (
+        cfg.use_negatives
+        and mapping.negative is not None
+        and len(rows) > 0
+        and with_negative >= 0.5 * len(rows)
+    )
+    filled = 0
+    if use:
+        rng = random.Random(cfg.seed)
+        docs = sorted({r["document"] for r in rows})
+        for row in rows:
+            if "negative" not in row and len(docs) > 1:
+                choice = rng.choice(docs)
+                while choice == row["document"]:
+                    choice = rng.choice(docs)
+                row["negative"] = choice
+                filled += 1
+    else:
+        rows = [{"query": r["query"], "document": r["document"]} for r in rows]
+    info = {
+        "column": mapping.negative,
+        "train_rows_with_negative": with_negative,
+        "removed_held_out_negatives": leaked,
+        "filled_with_random_train_document": filled,
+        "used": bool(use),
+    }
+    return rows, info
+
+
 # --- the step ----------------------------------------------------------------------------------
 def load_source(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Load the configured source's raw records."""
@@ -480,12 +533,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             f"only {len(train)} training pairs after cleaning and splitting, fewer than "
             f"batch_size={cfg.batch_size}: add data or lower batch_size"
         )
-    with_negative = sum(1 for p in train if "negative" in p)
-    use_negatives = (
-        cfg.use_negatives and mapping.negative is not None and with_negative == len(train)
-    )
-    if not use_negatives:
-        train = [{"query": p["query"], "document": p["document"]} for p in train]
+    train, negatives_info = select_negatives(train, splits, cfg, mapping)
 
     extra_docs = load_corpus_file(cfg.corpus_path) if cfg.corpus_path else []
     all_docs = sorted({p["document"] for s in splits.values() for p in s})
@@ -525,11 +573,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "train_documents": len({p["document"] for p in train}),
         },
         "dropped": {k: v for k, v in sorted(dropped.items()) if v},
-        "negatives": {
-            "column": mapping.negative,
-            "train_rows_with_negative": with_negative,
-            "used": use_negatives,
-        },
+        "negatives": negatives_info,
         "fingerprints": {
             "data": data_fp,
             "train": fingerprint_rows(train),

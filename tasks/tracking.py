@@ -13,6 +13,7 @@ else an embedded SQLite store in ``$EMBED_HOME/mlflow``.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,10 @@ def _experiment_id(client: Any, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     location = None
-    if tracking_uri() == default_tracking_uri():
-        location = (state_dir() / "mlflow" / "artifacts" / name).as_uri()
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        # A database file has no artifact server: keep artifacts beside it, not in ./mlruns.
+        location = (Path(uri[len("sqlite:///") :]).parent / "artifacts" / name).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 
@@ -140,7 +143,9 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     import pandas as pd
     from mlflow.entities import Metric, Param, RunTag
 
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # MLflow warns that a local path could be two kinds of dataset source; both are fine.
+        warnings.filterwarnings("ignore", message="The specified dataset source")
         existing = client.get_run(run_id).data
         params = {
             **cfg.mlflow_params(),

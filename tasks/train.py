@@ -259,6 +259,9 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "train_loss": metrics.get("train_loss"),
         "precision": flags,
+        "peak_gpu_memory_gb": (
+            round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
+        ),
         "hardware": hardware_info(),
     }
     write_json(summary_path, summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def airflow_db():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airflow_db):
+def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airflow_db, monkeypatch):
+    """The whole DAG; MLflow goes where the ``mlflow_default`` connection points."""
     from airflow.dag_processing.dagbag import DagBag
     from mlflow.tracking import MlflowClient
 
@@ -40,6 +42,12 @@ def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airfl
         "epochs": 1,
         "registered_model_name": "dag-test-model",
     }
+    store = tmp_path / "conn-store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": uri})
+    )
     dagrun = dag.test(run_conf=conf)
     assert str(dagrun.state).endswith("success"), dagrun.state
     run_dir = run_dir_for("retrain_embeddings", dagrun.run_id)
@@ -57,7 +65,7 @@ def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airfl
         assert (run_dir / rel).exists(), rel
     assert read_json(run_dir / "config.json")["matryoshka_dims"] == [64, 32, 16]
 
-    uri = f"sqlite:///{isolated_state / 'mlflow' / 'mlflow.db'}"
+    assert not (isolated_state / "mlflow" / "mlflow.db").exists()  # the connection won
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name='dag-test-model'")
     assert len(versions) == 1

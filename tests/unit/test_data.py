@@ -450,22 +450,32 @@ def _negatives_run(tmp_path, rows, name, **overrides):
     return read_json(tmp_path / name / "data" / "manifest.json")["negatives"], train
 
 
-def test_negatives_used_only_when_every_training_row_has_one(tmp_path):
-    rows = make_pairs(40, negatives=True)
+def test_negatives_never_leak_held_out_documents_and_fill_the_minority(tmp_path):
+    rows = make_pairs(40, negatives=True)  # negative = the next document, often a held-out one
+    held_out = {r["document"] for r in rows if assign_split(r["document"], 0.2, 0.1) != "train"}
     negatives, train = _negatives_run(tmp_path, rows, "full")
-    assert negatives == {"column": "negative", "train_rows_with_negative": len(train), "used": True}
-    assert all(r.get("negative") for r in train)
-
-    train_doc = next(
-        r["document"] for r in rows if assign_split(r["document"], 0.2, 0.1) == "train"
+    assert negatives["used"] is True
+    assert negatives["removed_held_out_negatives"] > 0
+    assert negatives["train_rows_with_negative"] + negatives["removed_held_out_negatives"] == len(
+        train
     )
-    partial = [
-        {k: v for k, v in r.items() if not (k == "negative" and r["document"] == train_doc)}
-        for r in rows
+    assert negatives["filled_with_random_train_document"] == negatives["removed_held_out_negatives"]
+    train_docs = {r["document"] for r in train}
+    assert all(r["negative"] not in held_out for r in train)
+    assert all(r["negative"] in train_docs or r["negative"] for r in train)
+    assert all(r["negative"] != r["document"] for r in train)
+    # deterministic
+    again, train2 = _negatives_run(tmp_path, rows, "full-again")
+    assert train2 == train
+
+
+def test_negatives_dropped_when_most_rows_lack_one(tmp_path):
+    rows = make_pairs(40, negatives=True)
+    sparse = [
+        {k: v for k, v in r.items() if not (k == "negative" and i % 4)} for i, r in enumerate(rows)
     ]
-    negatives, train = _negatives_run(tmp_path, partial, "partial")
+    negatives, train = _negatives_run(tmp_path, sparse, "sparse")
     assert negatives["used"] is False
-    assert negatives["train_rows_with_negative"] == len(train) - 2
     assert not any("negative" in r for r in train)
 
     negatives, train = _negatives_run(tmp_path, rows, "off", use_negatives=False)
