@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.config import ConfigError, RunConfig, add_cli_options, config_fields
+from tasks.config import ConfigError, RunConfig, add_cli_options, config_from_cli
 from tasks.io import (
     EXIT_FAILED,
     EXIT_INVALID_INPUT,
@@ -37,20 +37,9 @@ STEPS = ("prepare", "train", "evaluate", "report", "register")
 
 def _resolve_config(args: argparse.Namespace, run_dir: Path, step: str) -> RunConfig:
     """Config for a step: the run's ``config.json`` (written by prepare) overridden by options."""
-    values: dict[str, Any] = {}
     saved = run_dir / "config.json"
-    if step != "prepare" and saved.exists():
-        values.update(read_json(saved))
-    if getattr(args, "config_file", None):
-        try:
-            values.update(read_json(Path(args.config_file)))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read --config {args.config_file}: {exc}") from None
-    for f in config_fields():
-        value = getattr(args, f.name, None)
-        if value is not None:
-            values[f.name] = value
-    return RunConfig.from_mapping(values)
+    base = read_json(saved) if step != "prepare" and saved.exists() else None
+    return config_from_cli(args, base)
 
 
 def _run_step(args: argparse.Namespace) -> dict[str, Any]:

@@ -501,9 +501,13 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_cli(args: argparse.Namespace) -> RunConfig:
-    """Build the config from parsed CLI options (and an optional ``--config`` JSON file)."""
-    values: dict[str, Any] = {}
+def config_from_cli(args: argparse.Namespace, base: dict[str, Any] | None = None) -> RunConfig:
+    """Build the config from parsed CLI options.
+
+    Precedence, lowest first: ``base`` (e.g. a run's saved config), the ``--config`` JSON file,
+    explicit options.
+    """
+    values: dict[str, Any] = dict(base or {})
     if getattr(args, "config_file", None):
         try:
             with open(args.config_file, encoding="utf-8") as fh:

@@ -84,6 +84,9 @@ def isolated_state(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("EMBED_ARTIFACT_ROOT", raising=False)
     monkeypatch.delenv("EMBED_CACHE_DIR", raising=False)
+    for key in list(os.environ):
+        if key.startswith("AIRFLOW_CTX_"):  # left behind by dag.test() in this process
+            monkeypatch.delenv(key)
     return home
 
 
