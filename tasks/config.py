@@ -79,6 +79,14 @@ def _env_default(name: str, fallback: str) -> str:
 class RunConfig:
     """All settings of one retraining run (data, model, training, evaluation, tracking)."""
 
+    # --- run --------------------------------------------------------------------------------
+    force: bool = _opt(
+        False,
+        "Force",
+        "Train even when data, config and base model are unchanged since the last successful "
+        "run (otherwise such a run ends early as 'nothing to do').",
+        "Run",
+    )
     # --- data -----------------------------------------------------------------------------
     source: str = _opt(
         "local",

@@ -34,8 +34,12 @@ from typing import Any
 from tasks.config import RunConfig
 from tasks.io import (
     InvalidInputError,
+    NothingToDo,
     StepError,
+    dag_id_of,
+    fingerprint_dir,
     fingerprint_rows,
+    last_success_file,
     read_json,
     sha256_text,
     write_json,
@@ -45,6 +49,8 @@ from tasks.models import model_dimension, resolve_model
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SPLIT_SALT = "embed-split-v1"
+#: Settings left out of the run fingerprint: paths (their content is fingerprinted) and force.
+RUN_KEY_IGNORES = ("force", "data_path", "eval_path", "corpus_path")
 
 #: Column presets: (query, document, negative) column names.
 PRESETS: dict[str, tuple[str, str, str | None]] = {
@@ -469,6 +475,8 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if manifest_path.exists():
         manifest = read_json(manifest_path)
         if manifest.get("config_key") == _config_key(cfg):
+            if manifest.get("nothing_to_do"):
+                raise NothingToDo(_nothing_to_do_summary(manifest))
             print(f"prepare: {manifest_path} already complete; nothing to redo")
             return _summary(manifest, manifest_path)
 
@@ -586,7 +594,24 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "val_fraction": cfg.val_fraction,
         },
     }
-    write_json(data_dir / "manifest.json", manifest)
+    # What a training run depends on: the data's content (not where it lies), the settings and
+    # the base model's files. Unchanged since the last success = nothing to do.
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in RUN_KEY_IGNORES}
+    run_key = sha256_text(
+        data_fp, eval_fp, json.dumps(settings, sort_keys=True), fingerprint_dir(model_dir)
+    )[:16]
+    manifest["fingerprints"]["run"] = run_key
+    last_file = last_success_file(dag_id_of(run_dir))
+    last = read_json(last_file) if last_file.exists() else None
+    if last and last.get("run_fingerprint") == run_key and not cfg.force:
+        manifest["nothing_to_do"] = (
+            f"data, config and base model unchanged since successful run "
+            f"{last.get('airflow_run_id')} (set force to train anyway)"
+        )
+        manifest["last_success"] = last
+        write_json(manifest_path, manifest)
+        raise NothingToDo(_nothing_to_do_summary(manifest))
+    write_json(manifest_path, manifest)
     counts = manifest["counts"]
     print(
         f"prepare: {counts['train_pairs']} train / {counts['val_pairs']} val / "
@@ -594,6 +619,16 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         f"{counts['eval_corpus']} documents; dropped {dict(dropped) or 'nothing'}"
     )
     return _summary(manifest, manifest_path)
+
+
+def _nothing_to_do_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    print(f"prepare: nothing to do: {manifest['nothing_to_do']}")
+    return {
+        "step": "prepare",
+        "nothing_to_do": True,
+        "reason": manifest["nothing_to_do"],
+        "run_fingerprint": manifest["fingerprints"]["run"],
+    }
 
 
 def _summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -605,4 +640,5 @@ def _summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
         "eval_corpus": manifest["counts"]["eval_corpus"],
         "data_fingerprint": manifest["fingerprints"]["data"],
         "eval_fingerprint": manifest["fingerprints"]["eval"],
+        "run_fingerprint": manifest["fingerprints"]["run"],
     }

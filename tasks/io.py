@@ -73,6 +73,16 @@ def run_dir_for(dag_id: str, run_id: str, root: Path | None = None) -> Path:
     return (root or artifact_root()) / safe_name(dag_id) / safe_name(run_id)
 
 
+def dag_id_of(run_dir: Path) -> str:
+    """The Airflow DAG id of a step: Airflow's context variable, else the run dir's parent."""
+    return os.environ.get("AIRFLOW_CTX_DAG_ID") or Path(run_dir).parent.name
+
+
+def last_success_file(dag_id: str) -> Path:
+    """Where the fingerprint of a DAG's last successful run is kept."""
+    return state_dir() / "last_success" / f"{safe_name(dag_id)}.json"
+
+
 def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
     path = Path(path)

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
-from tasks.io import StepError, read_json, read_jsonl, state_dir, write_json
+from tasks.io import (
+    StepError,
+    dag_id_of,
+    last_success_file,
+    read_json,
+    read_jsonl,
+    state_dir,
+    write_json,
+)
 
 CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
@@ -42,7 +50,7 @@ def airflow_ids(run_dir: Path) -> dict[str, str]:
     """The Airflow dag/run ids of this step, from Airflow's context variables or the run dir."""
     run_dir = Path(run_dir)
     return {
-        "airflow_dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID") or run_dir.parent.name,
+        "airflow_dag_id": dag_id_of(run_dir),
         "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or run_dir.name,
     }
 
@@ -229,6 +237,16 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "tracking_uri": tracking_uri(),
     }
     write_json(result_path, summary)
+    # The no-op check of the next run compares against this (see tasks.data.prepare).
+    write_json(
+        last_success_file(ids["airflow_dag_id"]),
+        {
+            "run_fingerprint": manifest["fingerprints"].get("run"),
+            "airflow_run_id": ids["airflow_run_id"],
+            "model_version": version,
+            "mlflow_run_id": run_id,
+        },
+    )
     print(f"register: model {cfg.registered_model_name!r} version {version}", flush=True)
     return summary
 

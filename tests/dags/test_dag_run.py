@@ -74,6 +74,13 @@ def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airfl
     assert run.info.status == "FINISHED"
     assert "finetuned_dim_32_ndcg_at_10" in run.data.metrics
 
+    # The same inputs again: prepare says "nothing to do" and every later step is skipped.
+    again = dag.test(run_conf=conf)
+    assert str(again.state).endswith("success"), again.state
+    states = {ti.task_id: str(ti.state) for ti in again.get_task_instances()}
+    assert all(state.endswith("skipped") for state in states.values()), states
+    assert len(client.search_model_versions("name='dag-test-model'")) == 1
+
 
 def test_invalid_input_fails_without_retry(tmp_path, tiny_model_dir, airflow_db):
     from airflow.dag_processing.dagbag import DagBag

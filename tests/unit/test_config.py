@@ -40,7 +40,7 @@ CHOICE_FIELDS = {
     "precision": PRECISIONS,
     "loss": LOSSES,
 }
-SECTIONS = {"Data", "Model", "Training", "Evaluation", "Tracking"}
+SECTIONS = {"Run", "Data", "Model", "Training", "Evaluation", "Tracking"}
 FIELD_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
 
 

@@ -23,7 +23,7 @@ from tasks.data import (
     read_file,
     resolve_columns,
 )
-from tasks.io import InvalidInputError, StepError, read_json, read_jsonl
+from tasks.io import InvalidInputError, StepError, read_json, read_jsonl, write_json
 
 pytestmark = pytest.mark.unit
 
@@ -530,6 +530,7 @@ def test_manifest_counts_and_dropped_reasons(tmp_path):
         "eval_corpus": 40,
         "data_fingerprint": manifest["fingerprints"]["data"],
         "eval_fingerprint": manifest["fingerprints"]["eval"],
+        "run_fingerprint": manifest["fingerprints"]["run"],
     }
     # Retrieval-set ids are consistent: every relevant doc id is in the corpus.
     for cids in eval_set["relevant_docs"].values():
@@ -753,3 +754,61 @@ def test_cli_malformed_json_line(tmp_path, tiny_model_dir):
     )
     message = _cli_error(tmp_path, tiny_model_dir, path)
     assert "p.jsonl:3 is not valid JSON" in message
+
+
+# --- nothing to do when nothing changed --------------------------------------------------------
+def test_unchanged_inputs_since_last_success_is_nothing_to_do(tmp_path, monkeypatch):
+    from tasks.io import NothingToDo, last_success_file
+
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "retrain_embeddings")
+    path = write_jsonl(tmp_path / "p.jsonl", make_pairs(40))
+    first = prepare(_cfg(path), tmp_path / "run1")
+    write_json(
+        last_success_file("retrain_embeddings"),
+        {"run_fingerprint": first["run_fingerprint"], "airflow_run_id": "run1"},
+    )
+    with pytest.raises(NothingToDo) as info:
+        prepare(_cfg(path), tmp_path / "run2")
+    assert "unchanged since successful run run1" in info.value.summary["reason"]
+    # a retry of that prepare says the same
+    with pytest.raises(NothingToDo):
+        prepare(_cfg(path), tmp_path / "run2")
+    # force trains anyway; new data or a changed setting is work to do
+    assert (
+        prepare(_cfg(path, force=True), tmp_path / "run3")["run_fingerprint"]
+        == (first["run_fingerprint"])
+    )
+    assert (
+        prepare(_cfg(path, epochs=5), tmp_path / "run4")["run_fingerprint"]
+        != (first["run_fingerprint"])
+    )
+    write_jsonl(path, make_pairs(41))
+    assert prepare(_cfg(path), tmp_path / "run5")["run_fingerprint"] != first["run_fingerprint"]
+
+
+def test_nothing_to_do_exits_99_with_a_summary(tmp_path, tiny_model_dir, monkeypatch):
+    from tasks.io import last_success_file
+
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "retrain_embeddings")
+    path = write_jsonl(tmp_path / "p.jsonl", make_pairs(40))
+    options = [
+        "--data-path",
+        str(path),
+        "--base-model",
+        str(tiny_model_dir),
+        "--matryoshka-dims",
+        "64,32",
+        "--best-metric-dim",
+        "32",
+        "--batch-size",
+        "4",
+    ]
+    code, out, err = run_cli("prepare", "--run-dir", str(tmp_path / "a"), *options)
+    assert code == 0, err
+    write_json(
+        last_success_file("retrain_embeddings"),
+        {"run_fingerprint": last_json(out)["run_fingerprint"], "airflow_run_id": "a"},
+    )
+    code, out, err = run_cli("prepare", "--run-dir", str(tmp_path / "b"), *options)
+    assert code == 99, err
+    assert last_json(out)["nothing_to_do"] is True
