@@ -28,7 +28,7 @@ with DAG(
     default_args={
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
+        "retry_exponential_backoff": 2.0,
         "owner": "ml-platform",
     },
     params={name: Param(**spec) for name, spec in airflow_param_specs().items()},

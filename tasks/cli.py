@@ -81,7 +81,10 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
         if not manifest_path.exists():
             raise StepError(f"{manifest_path} is missing: run the prepare step first")
         if which == "base":
-            model_dir = resolve_model(cfg.base_model)
+            # the snapshot prepare fingerprinted, not whatever the id resolves to today
+            model_dir = Path(read_json(manifest_path)["base_model"]["path"])
+            if not (model_dir / "config.json").exists():
+                model_dir = resolve_model(cfg.base_model)
         else:
             model_dir = run_dir / "train" / "model"
             if not (run_dir / "train" / "summary.json").exists():
@@ -124,7 +127,9 @@ def _show(run_dir: Path) -> dict[str, Any]:
         mlflow_cli = Path(sys.executable).parent / "mlflow"
         print(f"MLflow UI: {mlflow_cli} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     else:
-        print(f"MLflow: {uri}")
+        from tasks.tracking import redacted_uri
+
+        print(f"MLflow: {redacted_uri(uri)}")
     registered = run_dir / "register" / "result.json"
     summary: dict[str, Any] = {"run_dir": str(run_dir)}
     if registered.exists():

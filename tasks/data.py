@@ -3,6 +3,7 @@
 Outputs in ``{run_dir}/data/``:
 
 - ``train.jsonl``: ``{"query", "document"[, "negative"]}`` rows to train on;
+- ``val_pairs.jsonl`` / ``eval_pairs.jsonl``: the pairs of the two held-out splits;
 - ``val.json`` / ``eval.json``: retrieval sets ``{"queries": {qid: text}, "corpus": {cid: text},
   "relevant_docs": {qid: [cid, ...]}}`` (val picks the checkpoint, eval is reported);
 - ``manifest.json`` (written last): counts, rows dropped and why, fingerprints, column mapping.
@@ -25,6 +26,7 @@ import hashlib
 import itertools
 import json
 import random
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -157,14 +159,18 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
                 raise InvalidInputError(f"{path}: expected a JSON list of objects")
             yield from data
         else:
-            yield from csv.DictReader(fh)
+            csv.field_size_limit(1 << 30)  # long passages are normal here
+            try:
+                yield from csv.DictReader(fh)
+            except csv.Error as exc:
+                raise InvalidInputError(f"{path} is not valid CSV: {exc}") from None
 
 
-def list_local_files(path: Path) -> list[Path]:
+def list_local_files(path: Path, param: str = "data_path") -> list[Path]:
     """The data files at ``path``: the file itself, or every supported file in the folder."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise InvalidInputError(f"data_path {path} does not exist")
+        raise InvalidInputError(f"{param} {path} does not exist")
     if path.is_file():
         return [path]
     files = sorted(
@@ -173,13 +179,15 @@ def list_local_files(path: Path) -> list[Path]:
         if p.is_file() and p.suffix.lower() in FILE_SUFFIXES and not p.name.startswith(".")
     )
     if not files:
-        raise InvalidInputError(f"data_path {path} holds no {'/'.join(FILE_SUFFIXES)} files")
+        raise InvalidInputError(f"{param} {path} holds no {'/'.join(FILE_SUFFIXES)} files")
     return files
 
 
-def load_local(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def load_local(
+    path: str | Path, param: str = "data_path"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Read every record of a local file or folder; returns (records, source description)."""
-    files = list_local_files(Path(path))
+    files = list_local_files(Path(path), param)
     records: list[dict[str, Any]] = []
     per_file = {}
     for file in files:
@@ -187,7 +195,7 @@ def load_local(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         per_file[str(file)] = len(rows)
         records.extend(rows)
     if not records:
-        raise InvalidInputError(f"data_path {path} is empty: it holds no records")
+        raise InvalidInputError(f"{param} {path} is empty: it holds no records")
     return records, {
         "type": "local",
         "path": str(Path(path).expanduser().resolve()),
@@ -343,12 +351,16 @@ def assign_split(document: str, eval_fraction: float, val_fraction: float) -> st
 
 
 def build_retrieval_set(
-    pairs: list[dict[str, str]], corpus_docs: list[str]
+    pairs: list[dict[str, str]],
+    corpus_docs: list[str],
+    known: dict[str, set[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Queries, corpus and relevance judgements for ``pairs`` against ``corpus_docs``.
 
-    Ids are zero-padded and assigned in a stable order (by split hash), so lexical id order is
-    index order.
+    ``known`` maps a query to every document it is paired with anywhere in the data: those that
+    are in the corpus count as relevant too, so a match that lies in another split is not scored
+    as a miss. Ids are zero-padded and assigned in a stable order (by split hash), so lexical id
+    order is index order.
     """
     docs = sorted(
         set(corpus_docs) | {p["document"] for p in pairs}, key=lambda d: (split_bucket(d), d)
@@ -363,9 +375,10 @@ def build_retrieval_set(
         if qid is None:
             qid = query_ids[pair["query"]] = f"q{len(query_ids):0{width}d}"
             queries[qid] = pair["query"]
-        cid = doc_ids[pair["document"]]
-        if cid not in relevant[qid]:
-            relevant[qid].append(cid)
+        for doc in [pair["document"], *sorted((known or {}).get(pair["query"], ()))]:
+            cid = doc_ids.get(doc)
+            if cid is not None and cid not in relevant[qid]:
+                relevant[qid].append(cid)
     return {
         "queries": queries,
         "corpus": {cid: doc for doc, cid in doc_ids.items()},
@@ -384,10 +397,9 @@ def retrieval_fingerprint(rset: dict[str, Any]) -> str:
 
 
 def load_corpus_file(path: str | Path) -> list[str]:
-    """Documents of a BEIR-style corpus file (``text``, with ``title`` prepended when it is not
-    already the text's first line)."""
+    """Documents (the ``text`` field) of a BEIR-style corpus file or folder."""
     docs = []
-    for record in read_file(Path(path)):
+    for record in load_local(path, "corpus_path")[0]:
         text = _text(record.get("text"))
         if not text:
             continue
@@ -480,6 +492,9 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             print(f"prepare: {manifest_path} already complete; nothing to redo")
             return _summary(manifest, manifest_path)
 
+    # New data for this run: results of later steps computed from older data are void.
+    for later in ("train", "eval", "report", "register"):
+        shutil.rmtree(Path(run_dir) / later, ignore_errors=True)
     model_dir = resolve_model(cfg.base_model)
     dim = model_dimension(model_dir)
     if dim is not None and max(cfg.matryoshka_dims) > dim:
@@ -504,7 +519,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     splits: dict[str, list[dict[str, str]]] = {"train": [], "val": [], "eval": []}
     if cfg.eval_path:
-        eval_records, _ = load_local(cfg.eval_path)
+        eval_records, _ = load_local(cfg.eval_path, "eval_path")
         eval_cols = set().union(*(r.keys() for r in eval_records[:1000]))
         eval_mapping = resolve_columns(eval_cols, cfg, where=cfg.eval_path)
         eval_pairs, eval_dropped = clean_pairs(eval_records, eval_mapping)
@@ -529,6 +544,11 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             kept = [p for p in splits[name] if p["query"] not in eval_queries]
             dropped["query_in_eval_set"] += len(splits[name]) - len(kept)
             splits[name] = kept
+    # Likewise a validation query must not be trained on: it picks the checkpoint.
+    val_queries = {p["query"] for p in splits["val"]}
+    kept = [p for p in splits["train"] if p["query"] not in val_queries]
+    dropped["query_in_val_set"] += len(splits["train"]) - len(kept)
+    splits["train"] = kept
 
     if not splits["eval"]:
         raise InvalidInputError(
@@ -546,12 +566,17 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     extra_docs = load_corpus_file(cfg.corpus_path) if cfg.corpus_path else []
     all_docs = sorted({p["document"] for s in splits.values() for p in s})
     corpus_docs = (all_docs if cfg.eval_corpus == "all" else []) + extra_docs
-    eval_set = build_retrieval_set(splits["eval"], corpus_docs)
-    val_set = build_retrieval_set(splits["val"], corpus_docs) if splits["val"] else None
+    known: dict[str, set[str]] = defaultdict(set)
+    for pair in [*pairs, *splits["eval"]]:
+        known[pair["query"]].add(pair["document"])
+    eval_set = build_retrieval_set(splits["eval"], corpus_docs, known)
+    val_set = build_retrieval_set(splits["val"], corpus_docs, known) if splits["val"] else None
 
     data_fp = fingerprint_rows([p for s in splits.values() for p in s])
     eval_fp = retrieval_fingerprint(eval_set)
     write_jsonl(data_dir / "train.jsonl", train)
+    write_jsonl(data_dir / "val_pairs.jsonl", splits["val"])
+    write_jsonl(data_dir / "eval_pairs.jsonl", splits["eval"])
     write_json(data_dir / "eval.json", eval_set)
     if val_set:
         write_json(data_dir / "val.json", val_set)

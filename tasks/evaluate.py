@@ -73,12 +73,14 @@ class MatryoshkaIREvaluator:
         self.name = name
         self.main_dim = main_dim or self.dims[-1]
         self.max_k = max(*ACCURACY_AT_K, *PRECISION_RECALL_AT_K, *MRR_AT_K, *NDCG_AT_K, *MAP_AT_K)
+        self.similarity_fn_name = "cosine"
+        self._similarity: Any = None
         self.last_timing: dict[str, float] = {}
 
     # sentence-transformers evaluator protocol (used by the trainer for checkpoint selection)
     @property
     def primary_metric(self) -> str:
-        return f"dim_{self.main_dim}_cosine_ndcg@10"
+        return f"dim_{self.main_dim}_{self.similarity_fn_name}_ndcg@10"
 
     def encode(self, model: Any) -> tuple[Any, Any]:
         """Full-size query and corpus embeddings (float32 tensors)."""
@@ -96,6 +98,8 @@ class MatryoshkaIREvaluator:
     def compute(self, model: Any) -> dict[int, dict[str, float]]:
         """Encode once and return ``{dim: {metric: value}}``."""
         started = time.perf_counter()
+        self.similarity_fn_name = model.similarity_fn_name
+        self._similarity = model.similarity
         query_emb, corpus_emb = self.encode(model)
         encoded = time.perf_counter()
         results = self.compute_from_embeddings(query_emb, corpus_emb)
@@ -105,7 +109,12 @@ class MatryoshkaIREvaluator:
     def compute_from_embeddings(
         self, query_emb: Any, corpus_emb: Any
     ) -> dict[int, dict[str, float]]:
-        """Metrics per dim from full-size embeddings (truncate + re-normalise per dim)."""
+        """Metrics per dim from full-size embeddings, truncated per dim.
+
+        Cosine models (the usual case) score a normalised matrix product; other similarity
+        functions (dot, euclidean, manhattan) use the model's own ``similarity`` on the truncated
+        embeddings, as the reference evaluator does.
+        """
         import torch.nn.functional as F
 
         full = query_emb.shape[1]
@@ -113,12 +122,16 @@ class MatryoshkaIREvaluator:
         for dim in self.dims:
             if dim > full:
                 raise ValueError(f"dim {dim} exceeds the model's embedding size {full}")
-            q = F.normalize(query_emb[:, :dim], p=2, dim=1)
-            c = F.normalize(corpus_emb[:, :dim], p=2, dim=1)
-            results[dim] = self._metrics(self._rank(q, c))
+            q, c = query_emb[:, :dim], corpus_emb[:, :dim]
+            if self.similarity_fn_name == "cosine" or self._similarity is None:
+                q, c = F.normalize(q, p=2, dim=1), F.normalize(c, p=2, dim=1)
+                score = None
+            else:
+                score = self._similarity
+            results[dim] = self._metrics(self._rank(q, c, score=score))
         return results
 
-    def _rank(self, q: Any, c: Any, chunk: int = 1024) -> list[list[int]]:
+    def _rank(self, q: Any, c: Any, chunk: int = 1024, score: Any = None) -> list[list[int]]:
         """Top-``max_k`` corpus indices per query, ordered by (-score, corpus id)."""
         import torch
 
@@ -130,7 +143,8 @@ class MatryoshkaIREvaluator:
         rank_of = id_rank.tolist()
         ranked: list[list[int]] = []
         for start in range(0, q.shape[0], chunk):
-            scores = q[start : start + chunk] @ c.T
+            block = q[start : start + chunk]
+            scores = block @ c.T if score is None else score(block, c)
             values, idx = torch.topk(scores, top_k, dim=1, largest=True, sorted=True)
             threshold = values[:, -1:]
             boundary_ties = ((scores >= threshold).sum(dim=1) > top_k).tolist()
@@ -195,7 +209,7 @@ class MatryoshkaIREvaluator:
         results = self.compute(model)
         prefix = f"{self.name}_" if self.name else ""
         return {
-            f"{prefix}dim_{dim}_cosine_{metric}": value
+            f"{prefix}dim_{dim}_{self.similarity_fn_name}_{metric}": value
             for dim, metrics in results.items()
             for metric, value in metrics.items()
         }

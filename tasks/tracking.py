@@ -13,6 +13,8 @@ else an embedded SQLite store in ``$EMBED_HOME/mlflow``.
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from tasks.io import (
     write_json,
 )
 
+SIMILARITY_PART = r"_(cosine|dot|euclidean|manhattan)_"
 CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
@@ -39,6 +42,17 @@ def default_tracking_uri() -> str:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def redacted_uri(uri: str) -> str:
+    """The URI without user and password (safe to print and to put in XCom)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def metric_key(name: str) -> str:
@@ -100,7 +114,7 @@ def _curves(history: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
         for key, value in entry.items():
             if key.startswith("eval_val_dim_") and isinstance(value, (int, float)):
                 # eval_val_dim_128_cosine_ndcg@10 -> val_dim_128_ndcg_at_10
-                name = metric_key(key[len("eval_") :].replace("_cosine", ""))
+                name = metric_key(re.sub(SIMILARITY_PART, "_", key[len("eval_") :]))
                 points.append((name, float(value), step))
     return points
 
@@ -138,12 +152,13 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         run_id = find_or_create_run(client, experiment_id, ids)
     except Exception as exc:
         raise StepError(
-            f"MLflow at {tracking_uri()} is unreachable or refused the run "
+            f"MLflow at {redacted_uri(tracking_uri())} is unreachable or refused the run "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): check "
             f"MLFLOW_TRACKING_URI / the mlflow_default connection"
         ) from None
     print(
-        f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at {tracking_uri()}",
+        f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at "
+        f"{redacted_uri(tracking_uri())}",
         flush=True,
     )
 
@@ -234,9 +249,8 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "experiment": cfg.experiment_name,
         "registered_model": cfg.registered_model_name,
         "model_version": version,
-        "tracking_uri": tracking_uri(),
+        "tracking_uri": redacted_uri(tracking_uri()),
     }
-    write_json(result_path, summary)
     # The no-op check of the next run compares against this (see tasks.data.prepare).
     write_json(
         last_success_file(ids["airflow_dag_id"]),
@@ -247,6 +261,7 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "mlflow_run_id": run_id,
         },
     )
+    write_json(result_path, summary)  # last: marks the step complete
     print(f"register: model {cfg.registered_model_name!r} version {version}", flush=True)
     return summary
 

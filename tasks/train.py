@@ -90,6 +90,40 @@ def _progress_callback(total_steps: int, batch: int) -> Any:
     return Progress()
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` whose save finished (``trainer_state.json`` is written last).
+
+    Newer, incomplete checkpoints (a save cut off by a kill) are removed so they cannot break the
+    resume.
+    """
+    if not folder.exists():
+        return None
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        suffix = path.name.split("-", 1)[1]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    for _, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").exists():
+            return str(path)
+        print(f"train: removing incomplete {path.name}", flush=True)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _column_prompts(model: Any, with_negative: bool) -> dict[str, str] | None:
+    """The model's query/document prompts per training column, so training sees the texts as
+    evaluation's ``encode_query``/``encode_document`` do (None for models without prompts)."""
+    prompts = getattr(model, "prompts", None) or {}
+    query, document = prompts.get("query"), prompts.get("document")
+    if not query and not document:
+        return None
+    out = {"anchor": query or "", "positive": document or ""}
+    if with_negative:
+        out["negative"] = document or ""
+    return out
+
+
 def _build_loss(model: Any, cfg: RunConfig) -> Any:
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
@@ -130,7 +164,6 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     )
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from tasks.evaluate import MatryoshkaIREvaluator, as_trainer_evaluator
 
@@ -150,7 +183,10 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if flags["tf32"]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model_dir = resolve_model(cfg.base_model)
+    # the snapshot prepare fingerprinted, not whatever the id resolves to today
+    model_dir = Path(read_json(data_dir / "manifest.json")["base_model"]["path"])
+    if not (model_dir / "config.json").exists():
+        model_dir = resolve_model(cfg.base_model)
     dim = model_dimension(model_dir)
     if dim is not None and max(cfg.matryoshka_dims) > dim:
         raise InvalidInputError(
@@ -198,8 +234,11 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         save_total_limit=2,
         load_best_model_at_end=evaluator is not None,
         metric_for_best_model=(
-            f"eval_val_dim_{cfg.best_metric_dim}_cosine_ndcg@10" if evaluator else None
+            f"eval_val_dim_{cfg.best_metric_dim}_{model.similarity_fn_name}_ndcg@10"
+            if evaluator
+            else None
         ),
+        prompts=_column_prompts(model, "negative" in columns),
         greater_is_better=True,
         logging_steps=max(1, min(10, steps_per_epoch // 4 or 1)),
         logging_first_step=True,
@@ -217,7 +256,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         callbacks=[_progress_callback(total_steps, effective_batch)],
     )
     trainer.remove_callback(PrinterCallback)  # our Progress callback prints readable lines
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    resume = last_complete_checkpoint(checkpoints)
     if resume:
         print(f"train: resuming from {resume}", flush=True)
     print(

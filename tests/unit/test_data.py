@@ -15,6 +15,7 @@ from tasks.config import RunConfig
 from tasks.data import (
     ColumnMapping,
     assign_split,
+    build_retrieval_set,
     clean_pairs,
     load_huggingface,
     load_local,
@@ -44,11 +45,7 @@ def _split_pairs(run_dir: Path) -> dict[str, set[tuple[str, str]]]:
     data = run_dir / "data"
     out = {"train": {(r["query"], r["document"]) for r in read_jsonl(data / "train.jsonl")}}
     for name in ("val", "eval"):
-        out[name] = set()
-        if (data / f"{name}.json").exists():
-            rset = read_json(data / f"{name}.json")
-            for qid, cids in rset["relevant_docs"].items():
-                out[name] |= {(rset["queries"][qid], rset["corpus"][cid]) for cid in cids}
+        out[name] = {(r["query"], r["document"]) for r in read_jsonl(data / f"{name}_pairs.jsonl")}
     return out
 
 
@@ -391,6 +388,7 @@ def test_no_document_in_two_splits_and_no_query_in_train_and_eval(tmp_path):
     manifest = read_json(tmp_path / "run" / "data" / "manifest.json")
     dropped = manifest["dropped"]["query_in_eval_set"]
     assert dropped > 0
+    dropped += manifest["dropped"].get("query_in_val_set", 0)
     assert sum(map(len, splits.values())) + dropped == len(rows)
 
 
@@ -812,3 +810,64 @@ def test_nothing_to_do_exits_99_with_a_summary(tmp_path, tiny_model_dir, monkeyp
     code, out, err = run_cli("prepare", "--run-dir", str(tmp_path / "b"), *options)
     assert code == 99, err
     assert last_json(out)["nothing_to_do"] is True
+
+
+# --- relevance, downstream invalidation, parameter-named errors --------------------------------
+def test_matches_in_other_splits_count_as_relevant():
+    rset = build_retrieval_set(
+        [{"query": "q", "document": "A"}], ["A", "B", "C"], {"q": {"A", "B", "Z"}}
+    )
+    (qid,) = rset["queries"]
+    relevant = {rset["corpus"][cid] for cid in rset["relevant_docs"][qid]}
+    assert relevant == {"A", "B"}  # Z is not in the corpus, C is not a match
+
+
+def test_val_queries_are_not_trained_on(tmp_path):
+    rows = make_pairs(60, queries_per_doc=1)
+    # the same query paired with a training document and a validation document
+    train_doc = next(
+        r["document"] for r in rows if assign_split(r["document"], 0.2, 0.1) == "train"
+    )
+    val_doc = next(r["document"] for r in rows if assign_split(r["document"], 0.2, 0.1) == "val")
+    rows += [
+        {"query": "shared question", "document": train_doc},
+        {"query": "shared question", "document": val_doc},
+    ]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    prepare(_cfg(path), tmp_path / "run")
+    data = tmp_path / "run" / "data"
+    assert all(r["query"] != "shared question" for r in read_jsonl(data / "train.jsonl"))
+    manifest = read_json(data / "manifest.json")
+    assert manifest["dropped"]["query_in_val_set"] == 1
+    val = read_json(data / "val.json")
+    (qid,) = [q for q, text in val["queries"].items() if text == "shared question"]
+    assert {val["corpus"][c] for c in val["relevant_docs"][qid]} == {train_doc, val_doc}
+
+
+def test_new_data_voids_later_steps_outputs(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", make_pairs(40))
+    run_dir = tmp_path / "run"
+    prepare(_cfg(path), run_dir)
+    stale = run_dir / "eval" / "base.json"
+    write_json(stale, {"stale": True})
+    prepare(_cfg(path), run_dir)  # same config: nothing redone, nothing removed
+    assert stale.exists()
+    prepare(_cfg(path, eval_fraction=0.3), run_dir)
+    assert not stale.exists()
+
+
+def test_missing_eval_and_corpus_paths_name_their_parameter(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", make_pairs(40))
+    with pytest.raises(InvalidInputError, match="^eval_path .* does not exist"):
+        prepare(_cfg(path, eval_path=str(tmp_path / "nope.jsonl")), tmp_path / "r1")
+    with pytest.raises(InvalidInputError, match="^corpus_path .* does not exist"):
+        prepare(_cfg(path, corpus_path=str(tmp_path / "nope.jsonl")), tmp_path / "r2")
+
+
+def test_long_csv_fields_load(tmp_path):
+    path = tmp_path / "long.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "document"])
+        writer.writerow(["q", "x" * 200_000])
+    assert len(list(read_file(path))[0]["document"]) == 200_000

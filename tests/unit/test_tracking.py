@@ -57,3 +57,14 @@ def test_unreachable_tracking_server_is_a_one_line_error(tmp_path, monkeypatch):
     assert "http://127.0.0.1:9" in message and "MLFLOW_TRACKING_URI" in message
     assert "\n" not in message
     assert not (run_dir / "register" / "result.json").exists()
+
+
+def test_credentials_never_printed_in_uris():
+    from tasks.tracking import redacted_uri
+
+    assert (
+        redacted_uri("postgresql://user:s3cret@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
+    )
+    assert redacted_uri("https://tok@mlflow.example.com") == "https://***@mlflow.example.com"
+    assert redacted_uri("http://mlflow:5000") == "http://mlflow:5000"
+    assert redacted_uri("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"

@@ -74,3 +74,17 @@ def test_precision_auto_is_fp32_on_cpu_and_bf16_needs_a_gpu():
         precision_flags("bf16", "cpu")
     with pytest.raises(InvalidInputError, match="fp16"):
         precision_flags("fp16", "cpu")
+
+
+def test_resume_skips_and_removes_an_incomplete_checkpoint(tmp_path):
+    from tasks.train import last_complete_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    assert last_complete_checkpoint(folder) is None
+    for step, complete in ((12, True), (24, True), (36, False)):
+        ckpt = folder / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        if complete:
+            (ckpt / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(folder) == str(folder / "checkpoint-24")
+    assert not (folder / "checkpoint-36").exists()
