@@ -122,6 +122,22 @@ def pairs_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "pairs.jsonl", make_pairs())
 
 
+def tiny_options(data: Path, model_dir: Path) -> list[str]:
+    """CLI options for a quick prepare on the tiny model (dims 64/32, batch 4)."""
+    return [
+        "--data-path",
+        str(data),
+        "--base-model",
+        str(model_dir),
+        "--matryoshka-dims",
+        "64,32",
+        "--best-metric-dim",
+        "32",
+        "--batch-size",
+        "4",
+    ]
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     """Run ``python -m tasks ...`` in a subprocess; returns (exit code, stdout, stderr)."""
     import subprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import last_json, make_pairs, run_cli, write_jsonl
+from conftest import last_json, make_pairs, run_cli, tiny_options, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -98,19 +98,7 @@ def test_failing_step_gives_one_line_reason(tmp_path):
 def test_summary_line_is_json(tmp_path, tiny_model_dir):
     data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
     code, out, _ = run_cli(
-        "prepare",
-        "--run-dir",
-        str(tmp_path / "r"),
-        "--data-path",
-        str(data),
-        "--base-model",
-        str(tiny_model_dir),
-        "--matryoshka-dims",
-        "64,32",
-        "--best-metric-dim",
-        "32",
-        "--batch-size",
-        "4",
+        "prepare", "--run-dir", str(tmp_path / "r"), *tiny_options(data, tiny_model_dir)
     )
     assert code == 0
     assert json.loads(out.strip().splitlines()[-1])["step"] == "prepare"

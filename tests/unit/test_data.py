@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_MODEL, last_json, make_pairs, run_cli, write_jsonl
+from conftest import DEMO_MODEL, last_json, make_pairs, run_cli, tiny_options, write_jsonl
 
 from tasks.config import RunConfig
 from tasks.data import (
@@ -789,18 +789,7 @@ def test_nothing_to_do_exits_99_with_a_summary(tmp_path, tiny_model_dir, monkeyp
 
     monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "retrain_embeddings")
     path = write_jsonl(tmp_path / "p.jsonl", make_pairs(40))
-    options = [
-        "--data-path",
-        str(path),
-        "--base-model",
-        str(tiny_model_dir),
-        "--matryoshka-dims",
-        "64,32",
-        "--best-metric-dim",
-        "32",
-        "--batch-size",
-        "4",
-    ]
+    options = tiny_options(path, tiny_model_dir)
     code, out, err = run_cli("prepare", "--run-dir", str(tmp_path / "a"), *options)
     assert code == 0, err
     write_json(
