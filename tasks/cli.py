@@ -80,11 +80,14 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
         manifest_path = run_dir / "data" / "manifest.json"
         if not manifest_path.exists():
             raise StepError(f"{manifest_path} is missing: run the prepare step first")
+        manifest = read_json(manifest_path)
+        model_fp = None
         if which == "base":
             # the snapshot prepare fingerprinted, not whatever the id resolves to today
-            model_dir = Path(read_json(manifest_path)["base_model"]["path"])
+            model_dir = Path(manifest["base_model"]["path"])
+            model_fp = manifest["base_model"].get("fingerprint")
             if not (model_dir / "config.json").exists():
-                model_dir = resolve_model(cfg.base_model)
+                model_dir, model_fp = resolve_model(cfg.base_model), None
         else:
             model_dir = run_dir / "train" / "model"
             if not (run_dir / "train" / "summary.json").exists():
@@ -95,7 +98,8 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
             cfg.matryoshka_dims,
             batch_size=cfg.eval_batch_size,
             max_seq_length=cfg.max_seq_length,
-            eval_fingerprint=read_json(manifest_path)["fingerprints"]["eval"],
+            eval_fingerprint=manifest["fingerprints"]["eval"],
+            model_fingerprint=model_fp,
             use_cache=use_cache,
         )
         result["model"] = which

@@ -573,6 +573,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     val_set = build_retrieval_set(splits["val"], corpus_docs, known) if splits["val"] else None
 
     data_fp = fingerprint_rows([p for s in splits.values() for p in s])
+    model_fp = fingerprint_dir(model_dir)
     eval_fp = retrieval_fingerprint(eval_set)
     write_jsonl(data_dir / "train.jsonl", train)
     write_jsonl(data_dir / "val_pairs.jsonl", splits["val"])
@@ -593,7 +594,12 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "negative": mapping.negative,
             "preset": mapping.preset,
         },
-        "base_model": {"ref": cfg.base_model, "path": str(model_dir), "dimension": dim},
+        "base_model": {
+            "ref": cfg.base_model,
+            "path": str(model_dir),
+            "dimension": dim,
+            "fingerprint": model_fp,
+        },
         "counts": {
             "records": len(records),
             "pairs": len(pairs),
@@ -622,9 +628,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     # What a training run depends on: the data's content (not where it lies), the settings and
     # the base model's files. Unchanged since the last success = nothing to do.
     settings = {k: v for k, v in cfg.to_dict().items() if k not in RUN_KEY_IGNORES}
-    run_key = sha256_text(
-        data_fp, eval_fp, json.dumps(settings, sort_keys=True), fingerprint_dir(model_dir)
-    )[:16]
+    run_key = sha256_text(data_fp, eval_fp, json.dumps(settings, sort_keys=True), model_fp)[:16]
     manifest["fingerprints"]["run"] = run_key
     last_file = last_success_file(dag_id_of(run_dir))
     last = read_json(last_file) if last_file.exists() else None

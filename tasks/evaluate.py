@@ -252,17 +252,19 @@ def evaluate_model(
     batch_size: int = 64,
     max_seq_length: int = 0,
     eval_fingerprint: str | None = None,
+    model_fingerprint: str | None = None,
     use_cache: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the model in ``model_dir`` on ``eval_file``; returns metrics and provenance.
 
     The result is ``{"model_fingerprint", "eval_fingerprint", "dims", "metrics": {dim: {...}},
-    "timing", "cached"}``; it is cached by (model, eval set, dims, max_seq_length).
+    "timing", "cached"}``; it is cached by (model, eval set, dims, max_seq_length). Known
+    fingerprints (from the manifest) save hashing the model files and the eval set again.
     """
     from tasks.data import retrieval_fingerprint
 
-    eval_set = read_json(eval_file)
-    model_fp = fingerprint_dir(model_dir)
+    eval_set = None if eval_fingerprint else read_json(eval_file)
+    model_fp = model_fingerprint or fingerprint_dir(model_dir)
     eval_fp = eval_fingerprint or retrieval_fingerprint(eval_set)
     dims_key = "-".join(map(str, dims))
     cache_file = (
@@ -275,6 +277,8 @@ def evaluate_model(
         return cached
 
     from tasks.models import load_model
+
+    eval_set = eval_set or read_json(eval_file)
 
     started = time.perf_counter()
     model = load_model(model_dir, max_seq_length=max_seq_length)

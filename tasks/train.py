@@ -50,7 +50,7 @@ def precision_flags(precision: str, device: str) -> dict[str, bool]:
     return {"bf16": False, "fp16": False, "tf32": False}
 
 
-def _progress_callback(total_steps: int, batch: int) -> Any:
+def _progress_callback(batch: int) -> Any:
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -212,7 +212,6 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         )
     effective_batch = cfg.batch_size * cfg.gradient_accumulation_steps
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size / cfg.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * cfg.epochs
     checkpoints = out_dir / "checkpoints"
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -253,7 +252,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
-        callbacks=[_progress_callback(total_steps, effective_batch)],
+        callbacks=[_progress_callback(effective_batch)],
     )
     trainer.remove_callback(PrinterCallback)  # our Progress callback prints readable lines
     resume = last_complete_checkpoint(checkpoints)
