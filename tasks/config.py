@@ -39,6 +39,7 @@ SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 BATCH_SAMPLERS = ("no_duplicates", "no_duplicates_hashed", "batch_sampler")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 LOSSES = ("mnrl", "cached_mnrl")
+GATE_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10")
 
 
 class ConfigError(ValueError):
@@ -304,6 +305,62 @@ class RunConfig:
         "Tracking",
     )
 
+    # --- promotion --------------------------------------------------------------------------
+    gate_metric: str = _opt(
+        "ndcg@10",
+        "Gate metric",
+        "Metric the new model must improve to become the champion.",
+        "Promotion",
+        enum=GATE_METRICS,
+    )
+    gate_dim: int = _opt(
+        0,
+        "Gate dim",
+        "Matryoshka dim at which the gate metric is compared (one of matryoshka_dims); "
+        "0 = the checkpoint metric dim (128 by default).",
+        "Promotion",
+        minimum=0,
+    )
+    gate_margin: float = _opt(
+        0.0,
+        "Gate margin",
+        "The new model is promoted only when its gate metric beats the champion's (or, with no "
+        "champion yet, the base model's) by more than this many points, on the same eval set.",
+        "Promotion",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    gate_tolerance: float = _opt(
+        0.01,
+        "Regression tolerance",
+        "No dim's gate metric may fall more than this many points below the champion's.",
+        "Promotion",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    # --- publishing -------------------------------------------------------------------------
+    hub_repo_id: str = _opt(
+        "",
+        "Hub model repo",
+        "Hugging Face Hub repo (org/name) a promoted model is pushed to; empty = do not push. "
+        "The token comes from the huggingface_default connection.",
+        "Publishing",
+    )
+    hub_private: bool = _opt(True, "Private repo", "Create the Hub repos as private.", "Publishing")
+    hub_push_dataset: bool = _opt(
+        False,
+        "Push data snapshot",
+        "Also push the prepared train/eval snapshot as a versioned Hub dataset repo, so the "
+        "published model names the data it saw.",
+        "Publishing",
+    )
+    hub_dataset_repo_id: str = _opt(
+        "",
+        "Hub dataset repo",
+        "Dataset repo for the snapshot; empty = the model repo's name + '-data'.",
+        "Publishing",
+    )
+
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> RunConfig:
@@ -335,6 +392,11 @@ class RunConfig:
             out[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         return out
 
+    @property
+    def effective_gate_dim(self) -> int:
+        """The dim the promotion gate compares at (``gate_dim``, or ``best_metric_dim`` if 0)."""
+        return self.gate_dim or self.best_metric_dim
+
     def validate(self) -> None:
         """Check cross-field rules the JSON schema cannot express; raise ConfigError."""
         for f in dataclasses.fields(self):
@@ -354,6 +416,13 @@ class RunConfig:
         if self.best_metric_dim not in dims:
             raise ConfigError(
                 f"best_metric_dim={self.best_metric_dim} is not one of matryoshka_dims {dims}"
+            )
+        if self.gate_dim and self.gate_dim not in dims:
+            raise ConfigError(f"gate_dim={self.gate_dim} is not one of matryoshka_dims {dims}")
+        if self.hub_repo_id and self.hub_repo_id.count("/") != 1:
+            raise ConfigError(
+                f"hub_repo_id={self.hub_repo_id!r} is not of the form org/name: "
+                f"name the Hub repo with its owner"
             )
         if self.source == "local" and not self.data_path:
             raise ConfigError(

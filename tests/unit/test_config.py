@@ -16,6 +16,7 @@ from tasks.config import (
     BATCH_SAMPLERS,
     COLUMN_PRESETS,
     EVAL_CORPUS_CHOICES,
+    GATE_METRICS,
     LOSSES,
     PRECISIONS,
     SCHEDULERS,
@@ -39,8 +40,9 @@ CHOICE_FIELDS = {
     "batch_sampler": BATCH_SAMPLERS,
     "precision": PRECISIONS,
     "loss": LOSSES,
+    "gate_metric": GATE_METRICS,
 }
-SECTIONS = {"Run", "Data", "Model", "Training", "Evaluation", "Tracking"}
+SECTIONS = {"Run", "Data", "Model", "Training", "Evaluation", "Tracking", "Promotion", "Publishing"}
 FIELD_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
 
 
