@@ -1,6 +1,7 @@
 """``python -m tasks <step> --run-dir DIR [options]``: every step as a command.
 
-Steps: ``prepare``, ``train``, ``evaluate --model base|finetuned``, ``report``, ``register``;
+Steps: ``prepare``, ``train``, ``evaluate --model base|finetuned|champion``, ``report``,
+``register`` (MLflow run, model version, champion gate), ``publish`` (Hub push if promoted);
 helpers: ``demo-data --out FILE`` (writes the demo dataset) and ``show --run-dir DIR`` (prints a
 finished run's table and where its files are).
 
@@ -32,7 +33,7 @@ from tasks.io import (
     write_json,
 )
 
-STEPS = ("prepare", "train", "evaluate", "report", "register")
+STEPS = ("prepare", "train", "evaluate", "report", "register", "publish")
 
 
 def _resolve_config(args: argparse.Namespace, run_dir: Path, step: str) -> RunConfig:
@@ -60,23 +61,33 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
     if args.step == "report":
         from tasks.report import report
 
-        return report(run_dir)
+        return report(run_dir, cfg)
     if args.step == "register":
         from tasks.tracking import register
 
         return register(cfg, run_dir)
+    if args.step == "publish":
+        from tasks.publish import publish
+
+        return publish(cfg, run_dir)
     raise StepError(f"unknown step {args.step!r}")
 
 
 def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> dict[str, Any]:
-    from tasks.evaluate import evaluate_model
-    from tasks.models import resolve_model
-
     out = run_dir / "eval" / f"{which}.json"
-    if out.exists():
+    if which == "champion":
+        from tasks.promotion import evaluate_champion
+
+        result = evaluate_champion(cfg, run_dir, use_cache=use_cache)
+        if result.get("absent"):
+            return {"step": "evaluate", "model": which, "result": str(out), "absent": True}
+    elif out.exists():
         print(f"evaluate: {out} already complete; nothing to redo")
         result = read_json(out)
     else:
+        from tasks.evaluate import evaluate_for_run
+        from tasks.models import resolve_model
+
         manifest_path = run_dir / "data" / "manifest.json"
         if not manifest_path.exists():
             raise StepError(f"{manifest_path} is missing: run the prepare step first")
@@ -92,12 +103,10 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
             model_dir = run_dir / "train" / "model"
             if not (run_dir / "train" / "summary.json").exists():
                 raise StepError(f"{model_dir} is missing: run the train step first")
-        result = evaluate_model(
+        result = evaluate_for_run(
+            cfg,
+            run_dir,
             model_dir,
-            run_dir / "data" / "eval.json",
-            cfg.matryoshka_dims,
-            batch_size=cfg.eval_batch_size,
-            max_seq_length=cfg.max_seq_length,
             eval_fingerprint=manifest["fingerprints"]["eval"],
             model_fingerprint=model_fp,
             use_cache=use_cache,
@@ -105,10 +114,12 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
         result["model"] = which
         write_json(out, result)
     ndcg = {d: round(m["ndcg@10"], 4) for d, m in result["metrics"].items()}
-    print(f"evaluate: {which} ndcg@10 by dim {ndcg}")
+    label = f"{which} v{result['version']}" if which == "champion" else which
+    print(f"evaluate: {label} ndcg@10 by dim {ndcg}")
     return {
         "step": "evaluate",
         "model": which,
+        **({"version": result["version"]} if which == "champion" else {}),
         "result": str(out),
         "cached": result["cached"],
         "model_fingerprint": result["model_fingerprint"],
@@ -134,7 +145,13 @@ def _show(run_dir: Path) -> dict[str, Any]:
         from tasks.tracking import redacted_uri
 
         print(f"MLflow: {redacted_uri(uri)}")
+    gate_path = report_dir / "gate.json"
     registered = run_dir / "register" / "result.json"
+    if gate_path.exists():
+        # register's decision wins: it may refuse a promotion the report allowed (see promotion)
+        gate = read_json(registered)["gate"] if registered.exists() else read_json(gate_path)
+        verdict = "promoted" if gate["promoted"] else "not promoted"
+        print(f"gate:   {verdict}: {gate['reason']}")
     summary: dict[str, Any] = {"run_dir": str(run_dir)}
     if registered.exists():
         summary.update(read_json(registered))
@@ -152,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(step, help=f"run the {step} step")
         p.add_argument("--run-dir", required=True, help="the run directory")
         if step == "evaluate":
-            p.add_argument("--model", choices=("base", "finetuned"), required=True)
+            p.add_argument("--model", choices=("base", "finetuned", "champion"), required=True)
             p.add_argument("--no-cache", action="store_true", help="ignore cached evaluations")
         add_cli_options(p)
     demo = sub.add_parser("demo-data", help="write the demo dataset")

@@ -244,6 +244,38 @@ def as_trainer_evaluator(evaluator: MatryoshkaIREvaluator) -> Any:
 
 
 # --- the step ----------------------------------------------------------------------------------
+def evaluation_cache_file(
+    model_fingerprint: str, eval_fingerprint: str, dims: list[int], max_seq_length: int = 0
+) -> Path:
+    """Where the evaluation of one model on one eval set (at ``dims``) is cached."""
+    dims_key = "-".join(map(str, dims))
+    name = f"{model_fingerprint}_{eval_fingerprint}_{dims_key}_{max_seq_length}.json"
+    return cache_dir() / "evaluations" / name
+
+
+def evaluate_for_run(
+    cfg: Any,
+    run_dir: Path,
+    model_dir: Path,
+    *,
+    eval_fingerprint: str,
+    model_fingerprint: str | None,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """:func:`evaluate_model` on a run's eval set (``data/eval.json``) with the run's settings
+    (``cfg``: a :class:`tasks.config.RunConfig`)."""
+    return evaluate_model(
+        model_dir,
+        Path(run_dir) / "data" / "eval.json",
+        cfg.matryoshka_dims,
+        batch_size=cfg.eval_batch_size,
+        max_seq_length=cfg.max_seq_length,
+        eval_fingerprint=eval_fingerprint,
+        model_fingerprint=model_fingerprint,
+        use_cache=use_cache,
+    )
+
+
 def evaluate_model(
     model_dir: Path,
     eval_file: Path,
@@ -266,10 +298,7 @@ def evaluate_model(
     eval_set = None if eval_fingerprint else read_json(eval_file)
     model_fp = model_fingerprint or fingerprint_dir(model_dir)
     eval_fp = eval_fingerprint or retrieval_fingerprint(eval_set)
-    dims_key = "-".join(map(str, dims))
-    cache_file = (
-        cache_dir() / "evaluations" / f"{model_fp}_{eval_fp}_{dims_key}_{max_seq_length}.json"
-    )
+    cache_file = evaluation_cache_file(model_fp, eval_fp, dims, max_seq_length)
     if use_cache and cache_file.exists():
         cached = read_json(cache_file)
         cached["cached"] = True

@@ -4,7 +4,10 @@ One MLflow run per Airflow DAG run (found again by its ``airflow_dag_id``/``airf
 on retries), holding: the config as params, hardware and library versions, per-dim metrics of both
 models, the training curves, the chart (``log_figure``), the report, the data snapshot as dataset
 inputs, and the fine-tuned model logged with the ``sentence_transformers`` flavor and registered as
-a new version of ``registered_model_name``, tagged with the Airflow ids and data fingerprints.
+a new version of ``registered_model_name``, tagged with the Airflow ids, data/eval fingerprints,
+annotation watermark, model fingerprint and gate value. The version then gets the alias
+``challenger`` and, when the report's gate decision says so, ``champion``
+(:func:`tasks.promotion.apply_decision`; once per version, so retries move nothing twice).
 
 Tracking URI: ``MLFLOW_TRACKING_URI`` when set (the Airflow connection ``mlflow_default`` sets it),
 else an embedded SQLite store in ``$EMBED_HOME/mlflow``.
@@ -29,6 +32,7 @@ from tasks.io import (
     state_dir,
     write_json,
 )
+from tasks.promotion import apply_decision
 
 SIMILARITY_PART = r"_(cosine|dot|euclidean|manhattan)_"
 CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
@@ -67,6 +71,21 @@ def airflow_ids(run_dir: Path) -> dict[str, str]:
         "airflow_dag_id": dag_id_of(run_dir),
         "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or run_dir.name,
     }
+
+
+def unreachable(exc: Exception) -> StepError:
+    """The one-line error for an MLflow server that cannot be reached or refused a request."""
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return StepError(
+        f"MLflow at {redacted_uri(tracking_uri())} is unreachable or refused the request "
+        f"({type(exc).__name__}: {first}): check MLFLOW_TRACKING_URI / the mlflow_default "
+        f"connection"
+    )
+
+
+def connect() -> Any:
+    """An ``MlflowClient`` for the tracking and registry store (see :func:`tracking_uri`)."""
+    return _client()
 
 
 def _client() -> Any:
@@ -138,12 +157,18 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if result_path.exists():
         print(f"register: {result_path} already complete; nothing to redo")
         return read_json(result_path)
-    for needed in ("data/manifest.json", "train/summary.json", "report/metrics.json"):
+    for needed in (
+        "data/manifest.json",
+        "train/summary.json",
+        "report/metrics.json",
+        "report/gate.json",
+    ):
         if not (run_dir / needed).exists():
             raise StepError(f"{run_dir / needed} is missing: run the earlier steps first")
     manifest = read_json(run_dir / "data" / "manifest.json")
     train_summary = read_json(run_dir / "train" / "summary.json")
     metrics = read_json(run_dir / "report" / "metrics.json")
+    gate = read_json(run_dir / "report" / "gate.json")
     ids = airflow_ids(run_dir)
 
     try:
@@ -151,11 +176,7 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         experiment_id = _experiment_id(client, cfg.experiment_name)
         run_id = find_or_create_run(client, experiment_id, ids)
     except Exception as exc:
-        raise StepError(
-            f"MLflow at {redacted_uri(tracking_uri())} is unreachable or refused the run "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): check "
-            f"MLFLOW_TRACKING_URI / the mlflow_default connection"
-        ) from None
+        raise unreachable(exc) from None
     print(
         f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at "
         f"{redacted_uri(tracking_uri())}",
@@ -179,8 +200,16 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             **ids,
             "data_fingerprint": manifest["fingerprints"]["data"],
             "eval_fingerprint": manifest["fingerprints"]["eval"],
+            "annotation_watermark": str(manifest.get("watermark") or "none"),
             "base_model": cfg.base_model,
             "device": str(train_summary["hardware"].get("device_name")),
+        }
+        version_tags = {
+            **tags,
+            "model_fingerprint": metrics["models"]["finetuned"]["model_fingerprint"],
+            "gate_metric": gate["metric"],
+            "gate_dim": str(gate["dim"]),
+            "gate_value": repr(float(gate["challenger_value"])),
         }
         batch: list[Any] = []
         for model_name, block in metrics["models"].items():
@@ -238,9 +267,22 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         mlflow.log_dict(manifest, "data/manifest.json")
         mlflow.log_artifact(str(run_dir / "report" / "report.md"), "report")
         mlflow.log_artifact(str(run_dir / "report" / "metrics.json"), "report")
+        mlflow.log_artifact(str(run_dir / "report" / "gate.json"), "report")
+        if (run_dir / "report" / "gate_history.png").exists():
+            mlflow.log_artifact(str(run_dir / "report" / "gate_history.png"), "report")
         _log_chart(run_dir)
 
-        version = _register_model(client, cfg, run_dir, run_id, tags)
+        version = _register_model(client, cfg, run_dir, run_id, version_tags)
+        applied = apply_decision(client, cfg.registered_model_name, version, gate)
+        client.log_batch(
+            run_id,
+            metrics=[Metric("gate_delta", float(gate["delta"]), 0, 0)],
+            tags=[
+                RunTag("gate_decision", applied["decision"]),
+                RunTag("gate_reason", applied["reason"][:5000]),
+                RunTag("model_version", version),
+            ],
+        )
         client.set_terminated(run_id, "FINISHED")
 
     summary = {
@@ -249,6 +291,10 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "experiment": cfg.experiment_name,
         "registered_model": cfg.registered_model_name,
         "model_version": version,
+        "promoted": applied["promoted"],
+        "champion_version": applied["champion_version"],
+        "previous_champion": applied["previous_champion"],
+        "gate": applied,
         "tracking_uri": redacted_uri(tracking_uri()),
     }
     # The no-op check of the next run compares against this (see tasks.data.prepare).
@@ -262,7 +308,12 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         },
     )
     write_json(result_path, summary)  # last: marks the step complete
-    print(f"register: model {cfg.registered_model_name!r} version {version}", flush=True)
+    verdict = "promoted to champion" if applied["promoted"] else "not promoted"
+    print(
+        f"register: model {cfg.registered_model_name!r} version {version} {verdict}: "
+        f"{applied['reason']}",
+        flush=True,
+    )
     return summary
 
 

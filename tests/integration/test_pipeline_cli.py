@@ -10,7 +10,7 @@ from conftest import last_json, make_pairs, run_cli, tiny_options, write_jsonl
 pytestmark = pytest.mark.integration
 
 
-def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_state):
+def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_state, monkeypatch):
     data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=48, negatives=True))
     run_dir = tmp_path / "runs" / "retrain_embeddings" / "manual__test"
     options = [
@@ -38,6 +38,7 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
         ["train"],
         ["evaluate", "--model", "base"],
         ["evaluate", "--model", "finetuned"],
+        ["evaluate", "--model", "champion"],
         ["report"],
         ["register"],
     ):
@@ -84,6 +85,27 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
     mlflow.set_registry_uri(uri)
     loaded = mlflow.sentence_transformers.load_model("models:/tiny-embedder/1")
     assert loaded.encode(["hello"]).shape == (1, 64)
+
+    # A later run evaluates the champion from the registry: downloaded once (empty cache here),
+    # then scored on that run's eval set: the same numbers as when it was the fine-tuned model.
+    client.set_registered_model_alias("tiny-embedder", "champion", "1")
+    later = tmp_path / "runs" / "retrain_embeddings" / "manual__later"
+    code, _, err = run_cli("prepare", "--run-dir", str(later), *options, "--force")
+    assert code == 0, err
+    monkeypatch.setenv("EMBED_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    code, out, err = run_cli("evaluate", "--model", "champion", "--run-dir", str(later))
+    assert code == 0, err[-2000:]
+    summary = last_json(out)
+    assert summary["version"] == "1" and summary["cached"] is False
+    assert "downloading tiny-embedder v1" in out
+    champion = json.loads((later / "eval" / "champion.json").read_text())
+    finetuned = json.loads((run_dir / "eval" / "finetuned.json").read_text())
+    for dim in ("64", "32", "16"):
+        assert champion["metrics"][dim]["ndcg@10"] == pytest.approx(
+            finetuned["metrics"][dim]["ndcg@10"], abs=1e-6
+        )
+    history = json.loads((later / "eval" / "history.json").read_text())["versions"]
+    assert [h["version"] for h in history] == ["1"] and "champion" in history[0]["aliases"]
 
 
 def test_failing_step_gives_one_line_reason(tmp_path):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.config import RunConfig
 from tasks.io import read_json, write_json
 from tasks.report import format_table, report
+
+CFG = RunConfig(data_path="x", matryoshka_dims=[64, 32, 16], best_metric_dim=32)
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +32,7 @@ def test_report_writes_chart_markdown_and_metrics(tmp_path):
     run_dir = tmp_path / "run"
     write_json(run_dir / "eval" / "base.json", _eval([0.50, 0.45, 0.40]))
     write_json(run_dir / "eval" / "finetuned.json", _eval([0.60, 0.58, 0.39]))
-    summary = report(run_dir)
+    summary = report(run_dir, CFG)
     chart = run_dir / "report" / "ndcg_by_dim.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
     text = (run_dir / "report" / "report.md").read_text()
@@ -47,10 +50,60 @@ def test_missing_evaluation_is_a_clear_error(tmp_path):
 
     write_json(tmp_path / "eval" / "base.json", _eval([0.5, 0.4, 0.3]))
     with pytest.raises(StepError, match="finetuned"):
-        report(tmp_path)
+        report(tmp_path, CFG)
 
 
 def test_table_format():
     table = format_table({"base": _eval([0.5, 0.4, 0.3]), "finetuned": _eval([0.6, 0.5, 0.4])})
     assert table.splitlines()[0].startswith("| dim |")
     assert len(table.splitlines()) == 5
+
+
+def test_report_with_a_champion_shows_three_models_the_gate_and_its_history(tmp_path):
+    run_dir = tmp_path / "run"
+    write_json(run_dir / "eval" / "base.json", _eval([0.50, 0.45, 0.40]))
+    write_json(run_dir / "eval" / "finetuned.json", _eval([0.60, 0.52, 0.41]))
+    write_json(run_dir / "eval" / "champion.json", {**_eval([0.58, 0.55, 0.42]), "version": "2"})
+    write_json(
+        run_dir / "eval" / "history.json",
+        {
+            "registered_model": "m",
+            "versions": [
+                {"version": "1", "gate_value": 0.50, "decision": "promoted", "aliases": []},
+                {
+                    "version": "2",
+                    "gate_value": 0.55,
+                    "decision": "promoted",
+                    "aliases": ["champion"],
+                },
+            ],
+        },
+    )
+    summary = report(run_dir, CFG)
+    gate = read_json(run_dir / "report" / "gate.json")
+    # dim 32 is the gate dim: 0.52 vs champion 0.55 -> rejected
+    assert gate["promoted"] is False and gate["reference"] == "champion"
+    assert gate["reference_version"] == "2"
+    assert gate["challenger_value"] == pytest.approx(0.52)
+    assert summary["gate"]["decision"] == "rejected"
+    assert summary["ndcg@10"]["32"] == {"base": 0.45, "champion": 0.55, "finetuned": 0.52}
+    text = (run_dir / "report" / "report.md").read_text()
+    assert "Decision: **not promoted**" in text and "champion v2" in text
+    assert "| 32 | 0.4500 | 0.5500 | 0.5200 | +0.0700 | +15.6% | -0.0300 |" in text
+    assert "![gate history](gate_history.png)" in text
+    for png in ("ndcg_by_dim.png", "gate_history.png"):
+        assert (run_dir / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    metrics = read_json(run_dir / "report" / "metrics.json")
+    assert metrics["models"]["champion"]["version"] == "2"
+    assert metrics["gate"]["decision"] == "rejected"
+
+
+def test_report_without_champion_gates_against_the_base_model(tmp_path):
+    run_dir = tmp_path / "run"
+    write_json(run_dir / "eval" / "base.json", _eval([0.50, 0.45, 0.40]))
+    write_json(run_dir / "eval" / "finetuned.json", _eval([0.60, 0.58, 0.39]))
+    write_json(run_dir / "eval" / "champion.json", {"model": "champion", "absent": True})
+    summary = report(run_dir, CFG)
+    assert summary["gate"]["reference"] == "base"
+    assert summary["gate"]["decision"] == "promoted"
+    assert "champion" not in read_json(run_dir / "report" / "metrics.json")["models"]

@@ -51,6 +51,7 @@ def test_unreachable_tracking_server_is_a_one_line_error(tmp_path, monkeypatch):
     write_json(run_dir / "data" / "manifest.json", {"fingerprints": {"data": "d", "eval": "e"}})
     write_json(run_dir / "train" / "summary.json", {"hardware": {"device": "cpu"}})
     write_json(run_dir / "report" / "metrics.json", {"models": {}})
+    write_json(run_dir / "report" / "gate.json", {"promoted": False})
     with pytest.raises(StepError) as info:
         register(RunConfig(data_path="x"), run_dir)
     message = str(info.value)

@@ -1,0 +1,1 @@
+"""Test helpers that are not fixtures: local stand-ins for services the pipeline talks to."""
