@@ -1,5 +1,6 @@
-"""Retrain the embedding model: prepare -> (evaluate base | train -> evaluate fine-tuned)
--> report -> register.
+"""Retrain the embedding model: prepare -> (evaluate base | evaluate champion | train ->
+evaluate fine-tuned) -> report (comparison + promotion gate) -> register (MLflow version,
+challenger/champion aliases) -> publish (Hub push, only when promoted and a repo is set).
 
 Thin wiring only: the trigger form's Params come from ``tasks.config``, every step runs as
 ``python -m tasks <step>`` through the runner factory, and nothing heavy is imported here.
@@ -43,9 +44,13 @@ with DAG(
     evaluate_finetuned = step_operator(
         "evaluate", task_id="evaluate_finetuned", step_args=["--model", "finetuned"]
     )
+    evaluate_champion = step_operator(
+        "evaluate", task_id="evaluate_champion", step_args=["--model", "champion"]
+    )
     report = step_operator("report")
     register = step_operator("register")
+    publish = step_operator("publish")
 
-    prepare >> [evaluate_base, train]
+    prepare >> [evaluate_base, evaluate_champion, train]
     train >> evaluate_finetuned
-    [evaluate_base, evaluate_finetuned] >> report >> register
+    [evaluate_base, evaluate_champion, evaluate_finetuned] >> report >> register >> publish

@@ -157,3 +157,37 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 def last_json(stdout: str) -> dict:
     """The summary line of a step's stdout."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def service_unavailable(what: str, reason: str) -> None:
+    """Skip a test whose service cannot start, except under CI (``CI=true``), where it fails."""
+    message = f"{what} could not start: {reason}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite store, local artifacts) for the session."""
+    from support.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        service_unavailable("mlflow server", str(exc).splitlines()[0])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Migrate the test session's Airflow metadata DB (SQLite in a temp AIRFLOW_HOME), once."""
+    import subprocess
+
+    airflow = str(Path(sys.executable).parent / "airflow")
+    proc = subprocess.run(
+        [airflow, "db", "migrate"], capture_output=True, text=True, env={**os.environ}, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

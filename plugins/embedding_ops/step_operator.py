@@ -18,6 +18,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from embedding_ops.contract import parse_summary, raise_for_exit_code, run_dir_for, step_command
+from embedding_ops.hf_hook import HuggingFaceHook
 from embedding_ops.mlflow_hook import MlflowHook
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +29,9 @@ def tasks_python() -> str:
     return os.environ.get("EMBED_TASKS_PYTHON") or sys.executable
 
 
-def step_env(context: Any) -> dict[str, str]:
-    """Environment of a step: Airflow ids, unbuffered output and the MLflow connection."""
+def step_env(context: Any, step: str | None = None) -> dict[str, str]:
+    """Environment of a step: Airflow ids, unbuffered output, the MLflow connection and, for
+    ``publish`` only, the Hugging Face connection (no other step gets the Hub token)."""
     ti = context["ti"]
     env = {
         "AIRFLOW_CTX_DAG_ID": ti.dag_id,
@@ -39,6 +41,8 @@ def step_env(context: Any) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     env.update(MlflowHook().step_env())
+    if step == "publish":
+        env.update(HuggingFaceHook().step_env())
     return env
 
 
@@ -68,7 +72,7 @@ class LocalStepOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         argv = self.build_command(context)
-        env = {**os.environ, **step_env(context)}
+        env = {**os.environ, **step_env(context, self.step)}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )

@@ -36,11 +36,19 @@ def test_settings(dagbag):
         "evaluate_base",
         "train",
         "evaluate_finetuned",
+        "evaluate_champion",
         "report",
         "register",
+        "publish",
     }
     assert dag.get_task("train").upstream_task_ids == {"prepare"}
-    assert dag.get_task("report").upstream_task_ids == {"evaluate_base", "evaluate_finetuned"}
+    assert dag.get_task("evaluate_champion").upstream_task_ids == {"prepare"}
+    assert dag.get_task("report").upstream_task_ids == {
+        "evaluate_base",
+        "evaluate_champion",
+        "evaluate_finetuned",
+    }
+    assert dag.get_task("publish").upstream_task_ids == {"register"}
 
 
 def test_params_are_the_config_and_validate(dagbag):

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import make_pairs, write_jsonl
 
 pytestmark = pytest.mark.dag
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    """Migrate the test session's Airflow metadata DB (SQLite in a temp AIRFLOW_HOME)."""
-    airflow = str(Path(sys.executable).parent / "airflow")
-    proc = subprocess.run(
-        [airflow, "db", "migrate"], capture_output=True, text=True, env={**os.environ}, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airflow_db, monkeypatch):
@@ -60,6 +47,9 @@ def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airfl
         "report/ndcg_by_dim.png",
         "report/report.md",
         "report/metrics.json",
+        "report/gate.json",
+        "report/gate_history.png",
+        "eval/champion.json",
         "register/result.json",
     ):
         assert (run_dir / rel).exists(), rel
@@ -73,6 +63,12 @@ def test_dag_test_run_local_mode(tmp_path, tiny_model_dir, isolated_state, airfl
     run = client.get_run(versions[0].run_id)
     assert run.info.status == "FINISHED"
     assert "finetuned_dim_32_ndcg_at_10" in run.data.metrics
+    # No champion before the first run: the gate compared with the base model.
+    assert read_json(run_dir / "eval" / "champion.json")["absent"] is True
+    assert read_json(run_dir / "report" / "gate.json")["reference"] == "base"
+    assert str(client.get_registered_model("dag-test-model").aliases["challenger"]) == "1"
+    # hub_repo_id is empty: publish is skipped, the run still succeeds.
+    assert str(dagrun.get_task_instance("publish").state).endswith("skipped")
 
     # The same inputs again: prepare says "nothing to do" and every later step is skipped.
     again = dag.test(run_conf=conf)
