@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     for step in STEPS:
         p = sub.add_parser(step, help=f"run the {step} step")
         p.add_argument("--run-dir", required=True, help="the run directory")
+        p.add_argument(
+            "--summary-file",
+            help="also write the summary JSON to this file (e.g. a pod's XCom file)",
+        )
         if step == "evaluate":
             p.add_argument("--model", choices=("base", "finetuned", "champion"), required=True)
             p.add_argument("--no-cache", action="store_true", help="ignore cached evaluations")
@@ -220,4 +224,7 @@ def main(argv: list[str] | None = None, *, exit: Callable[[int], Any] = sys.exit
         return exit(EXIT_FAILED)
     sys.stdout.flush()
     print(json.dumps(summary, default=str), flush=True)
+    summary_file = getattr(args, "summary_file", None)
+    if summary_file:
+        write_json(Path(summary_file), json.loads(json.dumps(summary, default=str)))
     return exit(code)

@@ -1,8 +1,15 @@
 """The runner factory: one function turns a step into an operator, whatever runs it.
 
 The runner is chosen by the ``EMBED_RUNNER`` environment variable of the DAG processor and
-workers (default ``local``). The DAG calls :func:`step_operator` and never names a runner, so the
-DAG code does not change between runners.
+workers (default ``local``):
+
+- ``local``: a subprocess on the worker (:mod:`embedding_ops.step_operator`);
+- ``docker``: a container of the task image (:mod:`embedding_ops.docker_runner`);
+- ``kubernetes``: a pod of the task image (:mod:`embedding_ops.kubernetes_runner`).
+
+All three run the same ``python -m tasks <step> --run-dir DIR <options>`` on the same run
+directories and return the same summary. The DAG calls :func:`step_operator` and never names a
+runner, so the DAG code does not change between runners.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-RUNNERS = ("local",)
+RUNNERS = ("local", "docker", "kubernetes")
 
 
 def selected_runner() -> str:
@@ -42,8 +49,17 @@ def step_operator(
                                       step_args=["--model", "base"])
     """
     runner = runner or selected_runner()
+    task_id = task_id or step
     if runner == "local":
         from embedding_ops.step_operator import LocalStepOperator
 
-        return LocalStepOperator(task_id=task_id or step, step=step, step_args=step_args, **kwargs)
+        return LocalStepOperator(task_id=task_id, step=step, step_args=step_args, **kwargs)
+    if runner == "docker":
+        from embedding_ops.docker_runner import DockerStepOperator
+
+        return DockerStepOperator(task_id=task_id, step=step, step_args=step_args, **kwargs)
+    if runner == "kubernetes":
+        from embedding_ops.kubernetes_runner import KubernetesStepOperator
+
+        return KubernetesStepOperator(task_id=task_id, step=step, step_args=step_args, **kwargs)
     raise ValueError(f"runner {runner!r} is not available; use one of {', '.join(RUNNERS)}")

@@ -17,9 +17,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from embedding_ops.contract import parse_summary, raise_for_exit_code, run_dir_for, step_command
-from embedding_ops.hf_hook import HuggingFaceHook
-from embedding_ops.mlflow_hook import MlflowHook
+from embedding_ops.contract import parse_summary, raise_for_exit_code
+from embedding_ops.step_spec import command, public_env, secret_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,20 +29,9 @@ def tasks_python() -> str:
 
 
 def step_env(context: Any, step: str | None = None) -> dict[str, str]:
-    """Environment of a step: Airflow ids, unbuffered output, the MLflow connection and, for
-    ``publish`` only, the Hugging Face connection (no other step gets the Hub token)."""
-    ti = context["ti"]
-    env = {
-        "AIRFLOW_CTX_DAG_ID": ti.dag_id,
-        "AIRFLOW_CTX_DAG_RUN_ID": ti.run_id,
-        "AIRFLOW_CTX_TASK_ID": ti.task_id,
-        "AIRFLOW_CTX_TRY_NUMBER": str(ti.try_number),
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.update(MlflowHook().step_env())
-    if step == "publish":
-        env.update(HuggingFaceHook().step_env())
-    return env
+    """Environment of a step: Airflow ids, unbuffered output, the artifact root, the MLflow
+    connection and, for ``publish`` only, the Hugging Face connection."""
+    return {**public_env(context), **secret_env(step or "")}
 
 
 class LocalStepOperator(BaseOperator):
@@ -63,12 +51,7 @@ class LocalStepOperator(BaseOperator):
         self._proc: subprocess.Popen | None = None
 
     def build_command(self, context: Any) -> list[str]:
-        from tasks.config import config_to_cli_args
-
-        ti = context["ti"]
-        run_dir = run_dir_for(ti.dag_id, ti.run_id)
-        options = config_to_cli_args(dict(context["params"])) + self.step_args
-        return step_command(tasks_python(), self.step, str(run_dir), options)
+        return command(context, self.step, self.step_args, tasks_python())
 
     def execute(self, context: Any) -> Any:
         argv = self.build_command(context)

@@ -1,0 +1,132 @@
+"""The ``kubernetes`` runner: a step as a pod of the task image, for users who outgrow one host.
+
+``KubernetesStepOperator`` is the provider's ``KubernetesPodOperator`` running the same
+``python -m tasks <step> --run-dir DIR <options>`` as the other runners, with:
+
+- the run directories on a shared volume claim (``EMBED_K8S_PVC``, default ``embed-artifacts``)
+  mounted at the same artifact root path as on the workers;
+- ``nvidia.com/gpu`` limits when ``EMBED_GPUS`` is a count (``all`` is not a Kubernetes amount);
+- secrets from Kubernetes Secrets, as environment variables: ``EMBED_K8S_MLFLOW_SECRET`` (default
+  ``mlflow-credentials``: MLFLOW_TRACKING_URI/USERNAME/PASSWORD) for every step and
+  ``EMBED_K8S_HF_SECRET`` (default ``huggingface-token``: HF_TOKEN) for ``publish`` only. Airflow
+  connections are not copied into pod specs;
+- the summary written by the step to ``/airflow/xcom/return.json`` (``--summary-file``) and
+  returned as the XCom through the provider's sidecar; exit code 99 skips, 3 fails without retry.
+
+Settings: ``EMBED_TASK_IMAGE``, ``EMBED_K8S_NAMESPACE`` (default ``airflow``), ``EMBED_K8S_PVC``,
+``EMBED_GPUS``, ``EMBED_K8S_MLFLOW_SECRET``, ``EMBED_K8S_HF_SECRET``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from embedding_ops.step_spec import command, gpu_request, public_env
+
+DEFAULT_IMAGE = "embedding-tasks:latest"
+XCOM_FILE = "/airflow/xcom/return.json"
+EXIT_INVALID_INPUT = 3
+EXIT_NOTHING_TO_DO = 99
+
+
+def gpu_limit(gpus: str) -> int:
+    """The ``nvidia.com/gpu`` amount for ``EMBED_GPUS`` (0 = none)."""
+    if gpus in ("", "0", "none", "false"):
+        return 0
+    if gpus.isdigit():
+        return int(gpus)
+    if gpus == "all":
+        raise ValueError("EMBED_GPUS=all has no meaning on Kubernetes: give a count, e.g. 2")
+    return len([part for part in gpus.split(",") if part.strip()])
+
+
+def _volume_spec() -> tuple[list[Any], list[Any]]:
+    from kubernetes.client import models as k8s
+
+    from tasks.io import artifact_root
+
+    claim = os.environ.get("EMBED_K8S_PVC", "embed-artifacts")
+    volume = k8s.V1Volume(
+        name="artifacts",
+        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim),
+    )
+    mount = k8s.V1VolumeMount(name="artifacts", mount_path=str(artifact_root()))
+    return [volume], [mount]
+
+
+def _resources(gpus: int) -> Any:
+    from kubernetes.client import models as k8s
+
+    if not gpus:
+        return None
+    return k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": str(gpus)})
+
+
+def _secrets(step: str) -> list[Secret]:
+    names = [os.environ.get("EMBED_K8S_MLFLOW_SECRET", "mlflow-credentials")]
+    if step == "publish":
+        names.append(os.environ.get("EMBED_K8S_HF_SECRET", "huggingface-token"))
+    return [Secret("env", None, name) for name in names if name]
+
+
+class KubernetesStepOperator(KubernetesPodOperator):
+    """Run one pipeline step as a Kubernetes pod of the task image.
+
+    :param step: step name (prepare, train, evaluate, report, register, publish).
+    :param step_args: extra options for this step (e.g. ``["--model", "base"]``).
+    """
+
+    ui_color = "#e0e7ff"
+
+    def __init__(self, *, step: str, step_args: list[str] | None = None, **kwargs: Any) -> None:
+        volumes, volume_mounts = _volume_spec()
+        kwargs.setdefault("image", os.environ.get("EMBED_TASK_IMAGE", DEFAULT_IMAGE))
+        kwargs.setdefault("namespace", os.environ.get("EMBED_K8S_NAMESPACE", "airflow"))
+        kwargs.setdefault("name", f"embed-{step}")
+        kwargs.setdefault("volumes", volumes)
+        kwargs.setdefault("volume_mounts", volume_mounts)
+        kwargs.setdefault("container_resources", _resources(gpu_limit(gpu_request())))
+        kwargs.setdefault("secrets", _secrets(step))
+        kwargs.setdefault("do_xcom_push", True)
+        kwargs.setdefault("get_logs", True)
+        kwargs.setdefault("skip_on_exit_code", EXIT_NOTHING_TO_DO)
+        kwargs.setdefault("on_finish_action", "delete_succeeded_pod")
+        super().__init__(**kwargs)
+        self.step = step
+        self.step_args = list(step_args or [])
+
+    def prepare_step(self, context: Any) -> None:
+        """Fill in the command line and environment of this task instance."""
+        argv = command(context, self.step, self.step_args) + ["--summary-file", XCOM_FILE]
+        self.cmds, self.arguments = argv[:3], argv[3:]
+        from kubernetes.client import models as k8s
+
+        self.env_vars = [k8s.V1EnvVar(name=k, value=v) for k, v in public_env(context).items()]
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> Any:
+        if context is not None:
+            self.prepare_step(context)
+        return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None):
+        try:
+            return super().cleanup(pod, remote_pod, xcom_result, context)
+        except AirflowException as exc:
+            if _exit_code(remote_pod, self.base_container_name) == EXIT_INVALID_INPUT:
+                raise AirflowFailException(
+                    f"{self.step} failed (exit 3): invalid input, see the pod log above"
+                ) from exc
+            raise
+
+
+def _exit_code(remote_pod: Any, container: str) -> int | None:
+    statuses = remote_pod.status.container_statuses if remote_pod and remote_pod.status else None
+    for status in statuses or []:
+        if status.name == container and status.state and status.state.terminated:
+            return status.state.terminated.exit_code
+    return None
