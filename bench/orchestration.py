@@ -1,0 +1,604 @@
+"""Orchestration overhead: the retrain DAG against the same steps in one process, DAG parse time,
+and the no-op night.
+
+Three measurements on the same data and config, each arm in its own fresh ``EMBED_HOME`` (run
+directories, evaluation cache and MLflow store), so no cache helps either side:
+
+- **overhead**: the ``retrain_embeddings`` DAG run with ``dag.test(run_conf=...)`` (local runner:
+  every task starts ``python -m tasks <step>``) against the same steps (prepare, evaluate base,
+  train, evaluate champion, evaluate fine-tuned, report, register, publish) called one after the
+  other in ONE Python process through ``tasks.cli.main``. Both walls run from interpreter start;
+  overhead = (DAG - in-process) / DAG. Per task: the task instance's duration against the step's
+  time in-process.
+- **parse**: ``DagBag`` of ``dags/`` in fresh processes and ``airflow dags report`` (median of
+  several), and which heavy modules (torch, sentence-transformers, ...) the parse imported.
+- **no-op night**: after the successful run, the same conf again (``force`` false). ``prepare``
+  exits 99 ("nothing to do") and every task is skipped; its time against the full run.
+
+Usage::
+
+    python bench/orchestration.py              # MiniLM, demo data, 1 epoch (~15 min, 2 CPUs)
+    python bench/orchestration.py --epochs 3   # the demo's own length
+    python bench/orchestration.py --small      # tiny model, synthetic pairs (a few minutes)
+
+Prints tables, writes ``--out`` (JSON) and, with ``--docs``, the tables into
+``docs/benchmarks.md`` between ``<!-- bench:orchestration -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.common import machine_info, update_docs  # noqa: E402
+from bench.scaling import (  # noqa: E402
+    DEMO_MODEL,
+    build_tiny_model,
+    check,
+    command_line,
+    model_label,
+    model_options,
+    run_measured,
+    step_env,
+    synthetic_pairs,
+    write_jsonl,
+)
+
+DAG_ID = "retrain_embeddings"
+#: The DAG's tasks in the order ``dag.test()`` runs them, with their step command lines.
+TASKS: dict[str, list[str]] = {
+    "prepare": ["prepare"],
+    "evaluate_base": ["evaluate", "--model", "base"],
+    "train": ["train"],
+    "evaluate_champion": ["evaluate", "--model", "champion"],
+    "evaluate_finetuned": ["evaluate", "--model", "finetuned"],
+    "report": ["report"],
+    "register": ["register"],
+    "publish": ["publish"],
+}
+#: Exit codes a step may end with in a healthy run (publish: 99, no hub repo configured).
+ALLOWED = {"publish": (0, 99)}
+HEAVY_MODULES = ("torch", "sentence_transformers", "transformers", "mlflow", "datasets")
+TARGET_OVERHEAD = 0.10
+TARGET_NOOP = 0.05
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its waited-for children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+# --- the two arms (each runs in its own process: ``--arm inprocess|dag``) -----------------------
+def arm_inprocess(conf: dict[str, Any], result_file: Path) -> None:
+    """Every step of the DAG, in order, in this one process (``tasks.cli.main``)."""
+    entered = time.time()
+    from tasks.cli import main
+    from tasks.config import RunConfig, config_to_cli_args
+    from tasks.io import run_dir_for
+
+    imported = time.time()
+    run_id = os.environ["AIRFLOW_CTX_DAG_RUN_ID"]
+    run_dir = str(run_dir_for(DAG_ID, run_id))
+    options = config_to_cli_args(RunConfig.from_mapping(conf).to_dict())
+    steps = {}
+    for task, argv in TASKS.items():
+        started = time.time()
+        code = main([argv[0], "--run-dir", run_dir, *options, *argv[1:]], exit=lambda c: c)
+        steps[task] = {"start": started, "end": time.time(), "exit_code": code}
+        if code not in ALLOWED.get(task, (0,)):
+            raise SystemExit(f"in-process step {task} ended with exit code {code}")
+    result = {"entered": entered, "imported": imported, "steps": steps, "cpu_s": _cpu()}
+    result_file.write_text(json.dumps(result))
+
+
+def _state(value: Any) -> str:
+    return str(getattr(value, "value", value) or "none").split(".")[-1].lower()
+
+
+def _task_instances(dagrun: Any) -> dict[str, dict[str, Any]]:
+    out = {}
+    for ti in dagrun.get_task_instances():
+        out[ti.task_id] = {
+            "state": _state(ti.state),
+            "start": ti.start_date.timestamp() if ti.start_date else None,
+            "end": ti.end_date.timestamp() if ti.end_date else None,
+            "duration_s": ti.duration,
+            "try_number": ti.try_number,
+        }
+    return out
+
+
+def arm_dag(conf: dict[str, Any], result_file: Path) -> None:
+    """Parse the DAG, run it with ``dag.test``, then run it again with the same conf (no-op)."""
+    entered = time.time()
+    from airflow.dag_processing.dagbag import DagBag
+
+    imported = time.time()
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    dag = bag.dags[DAG_ID]
+    parsed = time.time()
+    from tasks.io import read_json, run_dir_for
+
+    runs = {}
+    for name in ("full", "noop"):
+        started, cpu_before = time.time(), _cpu()
+        dagrun = dag.test(run_conf=conf)
+        ended, cpu_after = time.time(), _cpu()
+        manifest_path = run_dir_for(DAG_ID, dagrun.run_id) / "data" / "manifest.json"
+        manifest = read_json(manifest_path) if manifest_path.exists() else {}
+        runs[name] = {
+            "run_id": dagrun.run_id,
+            "state": _state(dagrun.state),
+            "start": started,
+            "end": ended,
+            "cpu_s_at_end": cpu_after,
+            "cpu_s": cpu_after - cpu_before,
+            "tasks": _task_instances(dagrun),
+            "nothing_to_do": manifest.get("nothing_to_do"),
+        }
+        if runs[name]["state"] != "success":
+            break
+    result = {"entered": entered, "imported": imported, "parsed": parsed, "runs": runs}
+    result_file.write_text(json.dumps(result))
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+def airflow_env(home: Path) -> dict[str, str]:
+    """A step environment plus a private Airflow home pointing at this project's DAGs."""
+    env = step_env(home)
+    env.update(
+        AIRFLOW_HOME=str(home / "airflow"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+    )
+    env.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+    return env
+
+
+def airflow_cli() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+PARSE_CODE = """
+import json, sys, time
+t0 = time.perf_counter()
+from airflow.dag_processing.dagbag import DagBag
+t1 = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+t2 = time.perf_counter()
+heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
+again = []
+for _ in range(3):
+    t3 = time.perf_counter()
+    DagBag(dag_folder=sys.argv[1])
+    again.append(time.perf_counter() - t3)
+print(json.dumps({
+    "airflow_import_s": t1 - t0, "parse_s": t2 - t1, "reparse_s": sorted(again)[1],
+    "file_s": bag.dagbag_stats[0].duration.total_seconds(), "dags": sorted(bag.dags),
+    "tasks": len(bag.dags["retrain_embeddings"].tasks) if "retrain_embeddings" in bag.dags else 0,
+    "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+    "heavy_modules_imported": heavy,
+}))
+"""
+
+
+FLOOR_CODE = """
+import sys, time
+t0 = time.perf_counter()
+__import__(sys.argv[1])
+print(time.perf_counter() - t0, flush=True)
+if sys.argv[2] == "freeze":
+    import gc
+    gc.freeze()
+print(time.time(), flush=True)
+"""
+#: What a step process imports before it can work: the training/evaluation stack and MLflow.
+FLOOR_MODULES = ("sentence_transformers", "mlflow")
+
+
+def measure_process_floor(env: dict[str, str], repeats: int) -> dict[str, Any]:
+    """Start, import and exit of a bare process per heavy module (median of ``repeats``), and
+    the exit again with ``gc.freeze()`` first (the interpreter's final collections skip then)."""
+    out: dict[str, Any] = {"repeats": repeats}
+    for module in FLOOR_MODULES:
+        rows: dict[str, list[float]] = {"import_s": [], "exit_s": [], "exit_frozen_s": []}
+        for _ in range(repeats):
+            for mode in ("plain", "freeze"):
+                m = check(
+                    run_measured([sys.executable, "-c", FLOOR_CODE, module, mode], env),
+                    f"import {module}",
+                )
+                imported, printed = (float(x) for x in m.stdout.split()[:2])
+                exit_s = m.started + m.wall_s - printed
+                if mode == "plain":
+                    rows["import_s"].append(imported)
+                    rows["exit_s"].append(exit_s)
+                else:
+                    rows["exit_frozen_s"].append(exit_s)
+        out[module] = {k: statistics.median(v) for k, v in rows.items()}
+    return out
+
+
+def measure_parse(env: dict[str, str], repeats: int, report_repeats: int) -> dict[str, Any]:
+    """DagBag parse in fresh processes (median) and ``airflow dags report`` (median)."""
+    runs = []
+    for _ in range(repeats):
+        m = check(
+            run_measured(
+                [sys.executable, "-c", PARSE_CODE, str(ROOT / "dags"), json.dumps(HEAVY_MODULES)],
+                env,
+            ),
+            "DagBag parse",
+        )
+        runs.append(m.summary())
+    reports = []
+    for _ in range(report_repeats):
+        m = check(run_measured([airflow_cli(), "dags", "report", "-o", "json"], env), "dags report")
+        rows = json.loads(next(line for line in m.stdout.splitlines() if line.startswith("[")))
+        h, mi, s = rows[0]["duration"].split(":")
+        reports.append(
+            {"wall_s": m.wall_s, "file_s": int(h) * 3600 + int(mi) * 60 + float(s), "rows": rows}
+        )
+    heavy = sorted({mod for r in runs for mod in r["heavy_modules_imported"]})
+    errors = [r["import_errors"] for r in runs if r["import_errors"]]
+    if errors:
+        raise SystemExit(f"the DAG file has import errors: {errors[0]}")
+    if {"torch", "sentence_transformers"} & set(heavy):
+        raise SystemExit(f"parsing the DAG imported {heavy}: the DAG must not import torch")
+    med = statistics.median
+    return {
+        "repeats": repeats,
+        "parse_s": med(r["parse_s"] for r in runs),
+        "reparse_s": med(r["reparse_s"] for r in runs),
+        "file_s": med(r["file_s"] for r in runs),
+        "airflow_import_s": med(r["airflow_import_s"] for r in runs),
+        "tasks": runs[0]["tasks"],
+        "dags": runs[0]["dags"],
+        "heavy_modules_imported": heavy,
+        "report_repeats": report_repeats,
+        "report_file_s": med(r["file_s"] for r in reports) if reports else None,
+        "report_wall_s": med(r["wall_s"] for r in reports) if reports else None,
+        "runs": runs,
+    }
+
+
+def _arm(arm: str, conf: dict[str, Any], env: dict[str, str], result: Path, log: Path) -> Any:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--arm", arm]
+    argv += ["--conf", json.dumps(conf), "--result", str(result)]
+    m = run_measured(argv, env)
+    log.write_text(m.stdout + "\n--- stderr ---\n" + m.stderr)
+    check(m, f"the {arm} arm (log: {log})")
+    return m, json.loads(result.read_text())
+
+
+def overhead_breakdown(inproc: dict[str, Any], dag: dict[str, Any]) -> dict[str, Any]:
+    """Walls, CPU and per-task times of both arms (seconds)."""
+    full = dag["runs"]["full"]
+    in_steps = inproc["steps"]
+    first_in = min(s["start"] for s in in_steps.values())
+    last_in = max(s["end"] for s in in_steps.values())
+    tasks = {}
+    for task in TASKS:
+        ti = full["tasks"].get(task, {})
+        step = in_steps[task]
+        tasks[task] = {
+            "dag_s": ti.get("duration_s") or 0.0,
+            "dag_state": ti.get("state"),
+            "inprocess_s": step["end"] - step["start"],
+        }
+    ti_sum = sum(t["dag_s"] for t in tasks.values())
+    starts = [t["start"] for t in full["tasks"].values() if t["start"]]
+    dag_e2e = full["end"] - dag["launched"]
+    in_e2e = last_in - inproc["launched"]
+    return {
+        "dag_e2e_s": dag_e2e,
+        "inprocess_e2e_s": in_e2e,
+        "overhead": (dag_e2e - in_e2e) / dag_e2e,
+        "dag_run_s": full["end"] - full["start"],
+        "inprocess_steps_s": last_in - first_in,
+        "overhead_run_only": (full["end"] - full["start"] - (last_in - first_in))
+        / (full["end"] - full["start"]),
+        "dag_cpu_s": full["cpu_s_at_end"],
+        "inprocess_cpu_s": inproc["cpu_s"],
+        "overhead_cpu": (full["cpu_s_at_end"] - inproc["cpu_s"]) / full["cpu_s_at_end"],
+        "dag_startup_s": dag["parsed"] - dag["launched"],
+        "inprocess_startup_s": inproc["imported"] - inproc["launched"],
+        "dag_before_first_task_s": (min(starts) - full["start"]) if starts else 0.0,
+        "dag_outside_tasks_s": (full["end"] - full["start"]) - ti_sum,
+        "tasks": tasks,
+    }
+
+
+def noop_summary(dag: dict[str, Any], cli: Any | None) -> dict[str, Any]:
+    full, noop = dag["runs"]["full"], dag["runs"].get("noop")
+    if noop is None:
+        raise SystemExit(f"the full DAG run ended {full['state']}: no no-op run")
+    full_s = full["end"] - full["start"]
+    noop_s = noop["end"] - noop["start"]
+    out = {
+        "full_run_s": full_s,
+        "noop_run_s": noop_s,
+        "ratio": noop_s / full_s,
+        "noop_state": noop["state"],
+        "noop_tasks": {k: v["state"] for k, v in noop["tasks"].items()},
+        "prepare_s": noop["tasks"].get("prepare", {}).get("duration_s"),
+        "nothing_to_do": noop["nothing_to_do"],
+        "full_tasks": {k: v["state"] for k, v in full["tasks"].items()},
+    }
+    if cli is not None:
+        out["cli_noop_s"] = cli.wall_s
+        out["cli_ratio"] = cli.wall_s / full_s
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-orchestration-"))
+    work.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    if args.small:
+        model = args.model or str(build_tiny_model(work / "tiny-model"))
+        data = write_jsonl(work / "pairs.jsonl", synthetic_pairs(args.pairs or 150, seed=0))
+        conf_extra: dict[str, Any] = {"batch_size": 8}
+    else:
+        model = args.model or DEMO_MODEL
+        if args.data:
+            data = Path(args.data)
+        else:
+            data = work / "demo.jsonl"
+            demo = [py, "-m", "tasks", "demo-data", "--out", str(data)]
+            check(run_measured(demo, step_env(work / "scratch")), "demo-data")
+        conf_extra = {}
+    conf = {
+        "data_path": str(data),
+        "base_model": model,
+        "use_negatives": False,
+        "epochs": args.epochs,
+        "force": False,
+        **model_options(model),
+        **conf_extra,
+        **json.loads(args.extra or "{}"),
+    }
+    print(f"conf: {json.dumps(conf)}", flush=True)
+
+    dag_env = airflow_env(work / "dag")
+    migrate = check(run_measured([airflow_cli(), "db", "migrate"], dag_env), "airflow db migrate")
+    print(f"airflow db migrate: {migrate.wall_s:.1f}s (not counted)", flush=True)
+
+    parse = measure_parse(dag_env, args.parse_repeats, args.report_repeats)
+    print(
+        f"parse: DagBag {parse['parse_s'] * 1000:.0f} ms (median of {parse['repeats']}), "
+        f"heavy modules imported: {parse['heavy_modules_imported'] or 'none'}",
+        flush=True,
+    )
+
+    floor = measure_process_floor(step_env(work / "scratch"), args.floor_repeats)
+    print(f"process floor: {json.dumps(floor)}", flush=True)
+
+    in_env = step_env(work / "inprocess")
+    in_env.update(AIRFLOW_CTX_DAG_ID=DAG_ID, AIRFLOW_CTX_DAG_RUN_ID="manual__bench_inprocess")
+    in_m, inproc = _arm("inprocess", conf, in_env, work / "inprocess.json", work / "inprocess.log")
+    inproc["launched"] = in_m.started
+    print(f"in one process: {in_m.wall_s:.1f}s", flush=True)
+
+    dag_m, dag = _arm("dag", conf, dag_env, work / "dag.json", work / "dag.log")
+    dag["launched"] = dag_m.started
+    walls = {name: r["end"] - r["start"] for name, r in dag["runs"].items()}
+    print(f"DAG runs: {', '.join(f'{k} {v:.1f}s' for k, v in walls.items())}", flush=True)
+    cli = None
+    if args.cli_noop:
+        cli = check(
+            run_measured(
+                [airflow_cli(), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], dag_env
+            ),
+            "airflow dags test (no-op)",
+        )
+        (work / "cli-noop.log").write_text(cli.stdout + cli.stderr)
+        if "nothing to do" not in cli.stdout + cli.stderr:
+            raise SystemExit(f"the CLI no-op run did not end as nothing to do: {work}/cli-noop.log")
+        print(f"no-op via airflow dags test: {cli.wall_s:.1f}s", flush=True)
+
+    return {
+        "benchmark": "orchestration",
+        "small": bool(args.small),
+        "model": model,
+        "model_label": model_label(model),
+        "conf": conf,
+        "pairs": sum(1 for line in open(data, encoding="utf-8") if line.strip()),
+        "overhead": overhead_breakdown(inproc, dag),
+        "noop": noop_summary(dag, cli),
+        "parse": parse,
+        "process_floor": floor,
+        "migrate_s": migrate.wall_s,
+        "walls": {"inprocess_process_s": in_m.wall_s, "dag_process_s": dag_m.wall_s},
+        "raw": {"inprocess": inproc, "dag": dag},
+        "targets": {"overhead": TARGET_OVERHEAD, "noop": TARGET_NOOP},
+        "machine": machine_info(),
+    }
+
+
+def _met(value: float, target: float) -> str:
+    return f"{'met' if value < target else 'NOT met'} (target < {target:.0%})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Tables: overhead, per task, no-op night, parse."""
+    o, n, p = result["overhead"], result["noop"], result["parse"]
+    lines = [
+        "The retrain DAG run with `dag.test()` (local runner: one `python -m tasks <step>` "
+        "process per task) against the same steps called in one Python process, on the same "
+        "data and config, each in a fresh EMBED_HOME; then the same conf again (the no-op "
+        "night):",
+        "",
+        "```bash",
+        result.get("command", "python bench/orchestration.py"),
+        "```",
+        "",
+        "| run | wall | CPU |",
+        "|---|---:|---:|",
+        f"| all steps in one Python process | {o['inprocess_e2e_s']:.1f} s "
+        f"| {o['inprocess_cpu_s']:.1f} s |",
+        f"| DAG, `dag.test()`, local runner | {o['dag_e2e_s']:.1f} s | {o['dag_cpu_s']:.1f} s |",
+        f"| overhead (DAG - in-process) / DAG | **{o['overhead']:.1%}** "
+        f"| {o['overhead_cpu']:.1%} |",
+        "",
+        f"Overhead {_met(o['overhead'], TARGET_OVERHEAD)}. Both walls run from interpreter "
+        f"start; without the start (the DAG run alone, {o['dag_run_s']:.1f} s, against the steps "
+        f"alone, {o['inprocess_steps_s']:.1f} s) it is {o['overhead_run_only']:.1%}.",
+        "",
+        "| task | DAG task instance | in one process | difference |",
+        "|---|---:|---:|---:|",
+        f"| (start: interpreter, imports, DAG parse) | {o['dag_startup_s']:.1f} s "
+        f"| {o['inprocess_startup_s']:.1f} s "
+        f"| {o['dag_startup_s'] - o['inprocess_startup_s']:+.1f} s |",
+    ]
+    for task, t in o["tasks"].items():
+        state = "" if t["dag_state"] == "success" else f" ({t['dag_state']})"
+        lines.append(
+            f"| {task}{state} | {t['dag_s']:.1f} s | {t['inprocess_s']:.1f} s "
+            f"| {t['dag_s'] - t['inprocess_s']:+.1f} s |"
+        )
+    lines += [
+        f"| (outside task instances: run setup, between tasks) | {o['dag_outside_tasks_s']:.1f} s "
+        f"| | {o['dag_outside_tasks_s']:+.1f} s |",
+    ]
+    f = result.get("process_floor")
+    if f:
+        lines += [
+            "",
+            f"What every step process pays before and after its work (bare `python -c`, median "
+            f"of {f['repeats']}):",
+            "",
+            "| import | import | interpreter exit | exit after `gc.freeze()` |",
+            "|---|---:|---:|---:|",
+        ]
+        for module in FLOOR_MODULES:
+            r = f[module]
+            lines.append(
+                f"| `{module}` | {r['import_s']:.1f} s | {r['exit_s']:.1f} s "
+                f"| {r['exit_frozen_s']:.1f} s |"
+            )
+    lines += [
+        "",
+        "| run | wall | of the full run | tasks |",
+        "|---|---:|---:|---|",
+        f"| full run, `dag.test()` | {n['full_run_s']:.1f} s | 100% | {_states(n['full_tasks'])} |",
+        f"| no-op night, `dag.test()` in the same process | {n['noop_run_s']:.1f} s "
+        f"| **{n['ratio']:.1%}** | {_states(n['noop_tasks'])} |",
+    ]
+    if "cli_noop_s" in n:
+        lines.append(
+            f"| no-op night, `airflow dags test` (fresh process) | {n['cli_noop_s']:.1f} s "
+            f"| {n['cli_ratio']:.1%} | the same |"
+        )
+    lines += [
+        "",
+        f"No-op night {_met(n['ratio'], TARGET_NOOP)}: prepare ran {n['prepare_s']:.1f} s and "
+        f"exited 99 (nothing to do).",
+        "",
+        "| DAG parse (dags/retrain_embeddings.py) | median |",
+        "|---|---:|",
+        f"| `DagBag` parse in a fresh process ({p['repeats']} runs) "
+        f"| {p['parse_s'] * 1000:.0f} ms |",
+        f"| the file's own load time (`dagbag_stats`) | {p['file_s'] * 1000:.0f} ms |",
+        f"| `DagBag` re-parse in the same process (median of 3 per process) "
+        f"| {p['reparse_s'] * 1000:.0f} ms |",
+    ]
+    if p["report_file_s"] is not None:
+        lines += [
+            f"| `airflow dags report` duration ({p['report_repeats']} runs) "
+            f"| {p['report_file_s'] * 1000:.0f} ms |",
+            f"| `airflow dags report` command, Airflow start included "
+            f"| {p['report_wall_s']:.1f} s |",
+        ]
+    heavy = ", ".join(p["heavy_modules_imported"]) or "none"
+    m = result["machine"]
+    c = result["conf"]
+    lines += [
+        f"| heavy modules imported by the parse ({', '.join(HEAVY_MODULES)}) | {heavy} |",
+        "",
+        f"{result['model_label']}, {result['pairs']} pairs, {c['epochs']} epoch(s), "
+        f"use_negatives off; each arm in a fresh EMBED_HOME. {m['device_name']}, torch "
+        f"{m['torch']}, sentence-transformers {m['sentence_transformers']}, {m['date']}.",
+    ]
+    return "\n".join(lines)
+
+
+def _states(states: dict[str, str]) -> str:
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help=f"base model (default {DEMO_MODEL}; --small: tiny)")
+    parser.add_argument("--data", help="pairs file (default: the demo data)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=0, help="--small: synthetic pair count")
+    parser.add_argument("--extra", help="JSON of further DAG params, e.g. '{\"batch_size\": 16}'")
+    parser.add_argument("--parse-repeats", type=int, default=5)
+    parser.add_argument("--report-repeats", type=int, default=3)
+    parser.add_argument("--floor-repeats", type=int, default=3)
+    parser.add_argument(
+        "--no-cli-noop",
+        dest="cli_noop",
+        action="store_false",
+        help="skip the no-op run through `airflow dags test`",
+    )
+    parser.add_argument("--small", action="store_true", help="tiny model, synthetic pairs")
+    parser.add_argument("--work", help="working folder (default: a temp dir)")
+    parser.add_argument("--out", help="write the result JSON here")
+    parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--arm", choices=("inprocess", "dag"), help=argparse.SUPPRESS)
+    parser.add_argument("--conf", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--from-json", help="render a saved result (--out) instead of running")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    if args.arm:
+        conf = json.loads(args.conf)
+        (arm_inprocess if args.arm == "inprocess" else arm_dag)(conf, Path(args.result))
+        return {}
+    if args.small:
+        args.parse_repeats = min(args.parse_repeats, 3)
+        args.report_repeats = min(args.report_repeats, 1)
+        args.floor_repeats = min(args.floor_repeats, 1)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+    else:
+        result = run(args)
+        result["command"] = command_line("orchestration.py", argv)
+    table = markdown(result)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.docs:
+        update_docs("orchestration", table)
+    o, n = result["overhead"], result["noop"]
+    summary = {"overhead": o["overhead"], "noop_ratio": n["ratio"]}
+    summary["parse_s"] = result["parse"]["parse_s"]
+    print(json.dumps({"benchmark": "orchestration", **summary}))
+    return result
+
+
+if __name__ == "__main__":
+    main()

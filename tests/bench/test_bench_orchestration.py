@@ -1,0 +1,121 @@
+"""The orchestration benchmark runs end to end in its small form (so it cannot rot), on a tiny
+model: DAG against in-process steps, DAG parse time, and the no-op night."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytestmark = pytest.mark.bench
+
+
+def test_orchestration_benchmark_small(tmp_path, tiny_model_dir):
+    from bench.orchestration import HEAVY_MODULES, TASKS, main
+
+    out = tmp_path / "orchestration.json"
+    result = main(
+        [
+            "--small",
+            "--model",
+            str(tiny_model_dir),
+            "--parse-repeats",
+            "2",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert json.loads(out.read_text())["overhead"] == result["overhead"]
+    assert result["conf"]["force"] is False and result["conf"]["use_negatives"] is False
+
+    # (a) overhead: both arms ran every task; the DAG pays one process per step on top.
+    o = result["overhead"]
+    assert list(o["tasks"]) == list(TASKS)
+    states = {task: t["dag_state"] for task, t in o["tasks"].items()}
+    assert states == {**{t: "success" for t in TASKS}, "publish": "skipped"}, states
+    for t in o["tasks"].values():
+        assert t["dag_s"] >= 0 and t["inprocess_s"] >= 0
+    assert o["dag_e2e_s"] > o["inprocess_e2e_s"] > 0
+    assert math.isfinite(o["overhead"]) and 0 < o["overhead"] < 1
+    assert o["overhead"] == pytest.approx((o["dag_e2e_s"] - o["inprocess_e2e_s"]) / o["dag_e2e_s"])
+    assert o["dag_cpu_s"] > 0 and o["inprocess_cpu_s"] > 0
+    assert o["dag_run_s"] <= o["dag_e2e_s"]
+
+    # (c) the no-op night: prepare says nothing to do, every task is skipped, and it is quick.
+    n = result["noop"]
+    assert n["noop_state"] == "success"
+    assert n["noop_tasks"] == {t: "skipped" for t in TASKS}
+    assert "unchanged" in n["nothing_to_do"]
+    assert 0 < n["noop_run_s"] < n["full_run_s"]
+    assert n["ratio"] == pytest.approx(n["noop_run_s"] / n["full_run_s"])
+    assert n["cli_noop_s"] > 0
+
+    # (b) parse: one DAG with 8 tasks, fast, and neither torch nor sentence-transformers.
+    p = result["parse"]
+    assert p["dags"] == ["retrain_embeddings"] and p["tasks"] == len(TASKS)
+    assert 0 < p["parse_s"] < 5 and 0 < p["file_s"] <= p["parse_s"] + 0.05
+    assert not {"torch", "sentence_transformers"} & set(p["heavy_modules_imported"])
+    assert set(p["heavy_modules_imported"]) <= set(HEAVY_MODULES)
+    assert p["report_wall_s"] > p["report_file_s"] > 0
+
+    floor = result["process_floor"]["sentence_transformers"]
+    assert floor["import_s"] > 0 and floor["exit_s"] >= 0 and floor["exit_frozen_s"] >= 0
+
+
+def test_markdown_states_targets():
+    from bench.orchestration import markdown
+
+    tasks = {
+        "prepare": {"dag_s": 2.0, "dag_state": "success", "inprocess_s": 1.0},
+        "publish": {"dag_s": 0.5, "dag_state": "skipped", "inprocess_s": 0.0},
+    }
+    result = {
+        "overhead": {
+            "inprocess_e2e_s": 90.0,
+            "dag_e2e_s": 100.0,
+            "overhead": 0.1,
+            "inprocess_cpu_s": 80.0,
+            "dag_cpu_s": 95.0,
+            "overhead_cpu": 0.158,
+            "dag_run_s": 95.0,
+            "inprocess_steps_s": 89.0,
+            "overhead_run_only": 0.063,
+            "dag_startup_s": 5.0,
+            "inprocess_startup_s": 1.0,
+            "dag_outside_tasks_s": 3.0,
+            "tasks": tasks,
+        },
+        "noop": {
+            "full_run_s": 95.0,
+            "noop_run_s": 3.0,
+            "ratio": 3.0 / 95.0,
+            "full_tasks": {"prepare": "success", "publish": "skipped"},
+            "noop_tasks": {"prepare": "skipped", "publish": "skipped"},
+            "prepare_s": 0.4,
+        },
+        "parse": {
+            "repeats": 2,
+            "parse_s": 0.1,
+            "file_s": 0.09,
+            "reparse_s": 0.05,
+            "report_file_s": None,
+            "heavy_modules_imported": [],
+        },
+        "machine": {
+            "device_name": "CPU",
+            "torch": "x",
+            "sentence_transformers": "y",
+            "date": "2026-01-01",
+        },
+        "conf": {"epochs": 1},
+        "model_label": "tiny",
+        "pairs": 10,
+    }
+    text = markdown(result)
+    assert "Overhead NOT met (target < 10%)" in text  # 10.0% is not below 10%
+    assert "No-op night met (target < 5%)" in text
+    assert "| publish (skipped) | 0.5 s | 0.0 s | +0.5 s |" in text
+    assert "| full run, `dag.test()` | 95.0 s | 100% | 1 skipped, 1 success |" in text
