@@ -399,8 +399,8 @@ def train_phases(marks: dict[str, Any], started: float, ended: float) -> dict[st
         "steps": len(ends),
         "loop_s": ends[-1] - begins[0],
         "val_eval_s": val_eval,
-        "checkpoints_s": (saves[0] - ends[-1] if saves else 0.0)
-        + (saves[-1] - evals[0] if len(saves) > 1 and evals else 0.0),
+        # each save counted from the mark before it (the last step or the validation)
+        "checkpoints_s": sum(s - max(m for m in [ends[-1], *evals] if m <= s) for s in saves),
         "after_trainer_s": ended - marks["train_return"],  # save model, summary, exit
     }
     cpu_gaps = [b - a for a, b in itertools.pairwise(marks.get("step_end_cpu", []))]
@@ -411,7 +411,14 @@ def train_phases(marks: dict[str, Any], started: float, ended: float) -> dict[st
 
 # --- the benchmark ---------------------------------------------------------------------------
 def run_size(
-    model: str, size: int, work: Path, *, steps: int, batch_size: int, seed: int
+    model: str,
+    size: int,
+    work: Path,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    prepare_repeats: int = 3,
 ) -> dict[str, Any]:
     """prepare, capped train and evaluate on ``size`` synthetic pairs; returns the row."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", model_label(model)).strip("-").lower()
@@ -435,11 +442,14 @@ def run_size(
 
     options = config_to_cli_args(values)
     py = sys.executable
-    prepare = check(
-        run_measured([py, "-m", "tasks", "prepare", "--run-dir", str(run_dir), *options], env),
-        f"prepare ({size} pairs)",
-    )
-    prepared = prepare.summary()
+    # prepare is short: the median of a few runs (each into its own run dir) steadies it
+    prepares = []
+    for i in range(prepare_repeats):
+        target = run_dir.with_name(f"{run_dir.name}-prepare{i}") if i else run_dir
+        argv = [py, "-m", "tasks", "prepare", "--run-dir", str(target), *options]
+        prepares.append(check(run_measured(argv, env), f"prepare ({size} pairs)"))
+    prepare = sorted(prepares, key=lambda m: m.wall_s)[len(prepares) // 2]
+    prepared = prepares[0].summary()
     if prepared.get("train_pairs", 0) < steps * batch_size:
         raise SystemExit(
             f"{size} pairs leave {prepared.get('train_pairs')} training pairs, fewer than "
@@ -476,7 +486,11 @@ def run_size(
             k: counts[k]
             for k in ("pairs", "train_pairs", "val_queries", "eval_queries", "eval_corpus")
         },
-        "prepare": prepare.record(),
+        "prepare": {
+            **prepare.record(),
+            "repeats": len(prepares),
+            "walls_s": [round(m.wall_s, 3) for m in prepares],
+        },
         "train": {**train.record(), **{k: round(v, 3) for k, v in phases.items()}},
         "evaluate": {
             **evaluate.record(),
@@ -517,6 +531,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     steps=args.steps,
                     batch_size=args.batch_size,
                     seed=args.seed,
+                    prepare_repeats=args.prepare_repeats,
                 )
             )
             if args.out:  # partial results survive an interrupted benchmark
@@ -534,12 +549,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 GROWTH_KEYS = {
     "prepare": ("prepare", "wall_s"),
+    "prepare CPU": ("prepare", "cpu_s"),
     "train": ("train", "wall_s"),
-    "train setup": ("train", "setup_s"),
     "s/step": ("train", "step_s_median"),
     "CPU s/step": ("train", "step_cpu_s_median"),
     "val eval": ("train", "val_eval_s"),
-    "train CPU": ("train", "cpu_s"),
     "evaluate": ("evaluate", "wall_s"),
     "encode": ("evaluate", "encode_s"),
     "evaluate CPU": ("evaluate", "cpu_s"),
@@ -571,6 +585,10 @@ def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _cpu_cell(value: float | None) -> str:
+    return "" if value is None else f" ({value:.2f})"
+
+
 def _n(size: int) -> str:
     return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
 
@@ -586,8 +604,8 @@ def markdown(result: dict[str, Any]) -> str:
         "```",
         "",
         "| model | pairs | eval queries x docs | prepare | train "
-        f"({result['steps']} steps) | train setup | s/step | val eval | evaluate | encode "
-        "| peak RSS prepare / train / evaluate |",
+        f"({result['steps']} steps) | train setup | s/step (CPU s) | val eval | evaluate "
+        "| encode | peak RSS prepare / train / evaluate |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
@@ -595,7 +613,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['label']} | {r['size']:,} | {c['eval_queries']:,} x {c['eval_corpus']:,} "
             f"| {p['wall_s']:.1f} s | {t['wall_s']:.1f} s | {t['setup_s']:.1f} s "
-            f"| {t['step_s_median']:.2f} s "
+            f"| {t['step_s_median']:.2f} s{_cpu_cell(t.get('step_cpu_s_median'))} "
             f"| {t['val_eval_s']:.1f} s | {e['wall_s']:.1f} s | {e.get('encode_s', 0):.1f} s "
             f"| {p['max_rss_mb']:.0f} / {t['max_rss_mb']:.0f} / {e['max_rss_mb']:.0f} MB |"
         )
@@ -615,9 +633,21 @@ def markdown(result: dict[str, Any]) -> str:
             )
     m = result["machine"]
     d = result["rows"][0]["data"] if result["rows"] else {}
+    repeats = result["rows"][0]["prepare"].get("repeats", 1) if result["rows"] else 1
+    notes = _extrapolations(result["rows"])
+    if any("tiny" in r["label"] for r in result["rows"]):
+        notes.append(
+            "The tiny model's steps hold well under a second of real work, so on a busy machine "
+            "thread scheduling dominates their times: read the cost of a step from the larger "
+            "model, and the growth of the data-dependent parts (prepare, validation, "
+            "evaluation, memory) from both."
+        )
     lines += [
         "",
-        f"Wall time and peak RSS of each step's own process (imports and model load included); "
+        f"Wall time and peak RSS of each step's own process (imports and model load included; "
+        f"prepare: the median of {repeats} runs); "
+        f"CPU seconds (every core of the process) leave out the waiting for a busy machine's "
+        f"cores, so they are steadier than wall time; "
         f"train runs {result['steps']} optimizer steps of batch {result['batch_size']} at every "
         f"size, then validates once on every document (`eval_corpus=all`) and checkpoints; "
         f"evaluate encodes the eval queries and every document. Synthetic pairs: documents "
@@ -626,7 +656,29 @@ def markdown(result: dict[str, Any]) -> str:
         f"{m['device_name']}, torch {m['torch']}, sentence-transformers "
         f"{m['sentence_transformers']}, {m['date']}.",
     ]
+    if notes:
+        lines += ["", " ".join(notes)]
     return "\n".join(lines)
+
+
+def _extrapolations(rows: list[dict[str, Any]]) -> list[str]:
+    """For a model measured at fewer sizes than another: what its validation and evaluation
+    would cost at the largest size measured, scaled by the document count (linear)."""
+    largest = max(rows, key=lambda r: r["size"], default=None)
+    notes = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        own = max((r for r in rows if r["model"] == model), key=lambda r: r["size"])
+        if largest is None or own["size"] >= largest["size"]:
+            continue
+        factor = largest["counts"]["eval_corpus"] / own["counts"]["eval_corpus"]
+        seconds = (own["train"]["val_eval_s"] + own["evaluate"].get("encode_s", 0.0)) * factor
+        notes.append(
+            f"{own['label']} stops at {own['size']:,} pairs: at {largest['size']:,} pairs its "
+            f"validation and evaluation alone would encode {largest['counts']['eval_corpus']:,} "
+            f"documents twice, about {seconds / 3600:.1f} h here (its {own['size']:,}-pair times "
+            f"x {factor:.1f}, the document ratio)."
+        )
+    return notes
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -639,6 +691,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps per size")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    parser.add_argument("--prepare-repeats", type=int, default=3, help="median of N prepares")
     parser.add_argument("--small", action="store_true", help="tiny model, 100 / 1,000 pairs")
     parser.add_argument("--work", help="working folder (default: a temp dir)")
     parser.add_argument("--out", help="write the result JSON here")
@@ -652,6 +705,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.sizes, args.tiny_sizes, args.steps, args.batch_size = "100,1000", "", 4, 8
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
+        result["growth"] = growth(result["rows"])
     else:
         result = run(args)
         result["command"] = command_line("scaling.py", argv)
