@@ -110,6 +110,24 @@ def run(args: argparse.Namespace) -> dict:
             )
             if args.out:  # partial results survive an interrupted benchmark
                 Path(args.out).write_text(json.dumps({"partial": results}, indent=2))
+    return summarize(
+        {
+            "benchmark": "quality",
+            "data": {"train": args.train, "eval": args.eval, "corpus": args.corpus},
+            "model": args.model,
+            "seeds": seeds,
+            "recipes": {r: RECIPES[r] for r in recipes},
+            "extra": json.loads(args.extra or "{}"),
+            "per_seed": results,
+            "timings": timings,
+            "machine": machine_info(),
+        }
+    )
+
+
+def summarize(result: dict) -> dict:
+    """Add the mean and spread over seeds (``ndcg@10``) and seconds per run to ``result``."""
+    results, timings = result["per_seed"], result["timings"]
     dims = list(results["base"][0])
     summary = {}
     for name, per_seed in results.items():
@@ -124,16 +142,37 @@ def run(args: argparse.Namespace) -> dict:
             for dim in dims
         }
     return {
-        "benchmark": "quality",
-        "data": {"train": args.train, "eval": args.eval, "corpus": args.corpus},
-        "model": args.model,
-        "seeds": seeds,
-        "recipes": {r: RECIPES[r] for r in recipes},
-        "extra": json.loads(args.extra or "{}"),
+        **result,
         "ndcg@10": summary,
         "seconds_per_run": {r: statistics.fmean(t) for r, t in timings.items()},
-        "machine": machine_info(),
     }
+
+
+def merge(paths: list[str]) -> dict:
+    """One result from the JSON files of runs with different seeds (e.g. one process per seed on
+    one GPU). The base model's evaluation is the same for every seed and is kept once; the runs
+    must share data, model, recipes and extra settings."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    for p, part in zip(paths[1:], parts[1:]):
+        for key in ("data", "model", "recipes", "extra"):
+            if part[key] != first[key]:
+                raise SystemExit(f"{p} differs from {paths[0]} in {key}: cannot merge")
+    seeds = [s for part in parts for s in part["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"seeds {seeds} repeat across the files: merge runs of distinct seeds")
+    per_seed: dict[str, list] = {"base": first["per_seed"]["base"]}
+    timings: dict[str, list] = {}
+    for part in parts:
+        for name, values in part["per_seed"].items():
+            if name != "base":
+                per_seed.setdefault(name, []).extend(values)
+        for name, values in part["timings"].items():
+            timings.setdefault(name, []).extend(values)
+    concurrent = f"{len(parts)} runs of one seed each at the same time on one machine"
+    return summarize(
+        {**first, "seeds": seeds, "per_seed": per_seed, "timings": timings, "merged": concurrent}
+    )
 
 
 def markdown(result: dict) -> str:
@@ -162,7 +201,8 @@ def markdown(result: dict) -> str:
         "",
         f"Seeds {result['seeds']}; {m['device_name']}, torch {m['torch']}, "
         f"sentence-transformers {m['sentence_transformers']}, {m['date']}. "
-        f"Extra settings: {result['extra'] or 'none'}.",
+        f"Extra settings: {result['extra'] or 'none'}."
+        + (f" s/run: {result['merged']}." if "merged" in result else ""),
     ]
     return "\n".join(lines)
 
@@ -180,7 +220,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", help="EMBED_HOME for the runs (default: a temp dir)")
     parser.add_argument("--out", help="write the result JSON here")
     parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="combine the --out files of runs of other seeds"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        result = merge(args.merge)
+        table = markdown(result)
+        print(table)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        if args.docs:
+            update_docs("quality", table)
+        return result
     if args.small:
         data = Path(tempfile.mkdtemp(prefix="bench-small-")) / "demo.jsonl"
         _step({**os.environ, "PYTHONPATH": str(ROOT)}, "demo-data", "--out", str(data))
