@@ -14,6 +14,7 @@ Everything here except :func:`load_model` works without importing torch.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,18 @@ def hardware_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
     }
-    for lib in ("transformers", "sentence_transformers", "datasets", "accelerate", "mlflow"):
+    # versions from the installed metadata: importing mlflow or datasets only to read their
+    # version costs seconds per step process
+    for lib, dist in (
+        ("transformers", "transformers"),
+        ("sentence_transformers", "sentence-transformers"),
+        ("datasets", "datasets"),
+        ("accelerate", "accelerate"),
+        ("mlflow", "mlflow"),
+    ):
         try:
-            info[lib] = importlib.import_module(lib).__version__
-        except ImportError:
+            info[lib] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             pass
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
