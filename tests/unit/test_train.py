@@ -9,7 +9,8 @@ from conftest import make_pairs, write_jsonl
 
 from tasks.config import RunConfig
 from tasks.data import prepare
-from tasks.io import InvalidInputError, read_json
+from tasks.io import InvalidInputError, read_json, read_jsonl
+from tasks.models import load_model
 from tasks.train import precision_flags, train
 
 pytestmark = pytest.mark.unit
@@ -103,3 +104,80 @@ def test_resume_skips_and_removes_an_incomplete_checkpoint(tmp_path):
             (ckpt / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(folder) == str(folder / "checkpoint-24")
     assert not (folder / "checkpoint-36").exists()
+
+
+def test_length_from_data_rounds_the_percentile_up_to_8_and_caps_it_at_the_limit():
+    from tasks.train import length_from_data
+
+    assert length_from_data([10] * 99 + [300], limit=256) == 16  # 1 long text in 100: cut
+    assert length_from_data([10] * 98 + [300, 300], limit=256) == 256  # 2 in 100: the limit
+    assert length_from_data([12, 30, 41, 300], limit=256, percentile=75) == 48
+    assert length_from_data([24, 17], limit=512, percentile=100) == 24
+    assert length_from_data([1], limit=512) == 8
+    assert length_from_data([], limit=384) == 384
+
+
+def test_training_length_counts_every_column_with_its_prompt(tiny_model_dir):
+    from tasks.train import training_length
+
+    model = load_model(tiny_model_dir, device="cpu")
+    assert model.max_seq_length == 128
+    short = {"anchor": ["a question"] * 60, "positive": ["a short answer here"] * 60}
+    length, measured = training_length(model, short, None, seed=0)
+    assert measured == 120 and length == 8  # "[CLS] a short answer here [SEP]" is 6 tokens
+    prompted, _ = training_length(model, short, {"positive": "passage: " * 3}, seed=0)
+    assert prompted == 16  # the prompt's tokens count too
+    long = {**short, "negative": ["word " * 300] * 60}  # a third of the texts: the limit
+    assert training_length(model, long, None, seed=0)[0] == 128
+
+
+def _long_tail_pairs() -> list[dict]:
+    """Short pairs, plus two documents longer than the tiny model's limit of 128 tokens."""
+    rows = make_pairs(n_docs=150)
+    for i in (0, 9):
+        long_doc = rows[2 * i]["document"] + " " + "scheduler timetable " * 80
+        rows[2 * i]["document"] = rows[2 * i + 1]["document"] = long_doc
+    return rows
+
+
+def test_max_seq_length_0_cuts_only_the_training_batches_at_the_length_from_the_data(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    from sentence_transformers.sentence_transformer.data_collator import (
+        SentenceTransformerDataCollator,
+    )
+
+    widths: list[int] = []
+    collate = SentenceTransformerDataCollator.__call__
+
+    def recording(self, features):
+        batch = collate(self, features)
+        widths.extend(v.shape[1] for k, v in batch.items() if k.endswith("_input_ids"))
+        return batch
+
+    monkeypatch.setattr(SentenceTransformerDataCollator, "__call__", recording)
+    data = write_jsonl(tmp_path / "pairs.jsonl", _long_tail_pairs())
+    cfg = _config(data, tiny_model_dir, batch_size=16)
+    run_dir = tmp_path / "run"
+    prepare(cfg, run_dir)
+    train_texts = [t for r in read_jsonl(run_dir / "data" / "train.jsonl") for t in r.values()]
+    assert any(len(t.split()) > 128 for t in train_texts)  # the long tail is in training
+    summary = train(cfg, run_dir)
+    chosen = summary["max_seq_length"]
+    assert chosen < 128 == summary["model_max_seq_length"] and chosen % 8 == 0
+    assert widths and max(widths) <= chosen  # without the cut one batch would be 128 wide
+    assert f"max_seq_length {chosen} for the training batches, from the data" in (
+        capsys.readouterr().out
+    )
+    # validation, the saved model and so the evaluate step keep the model's own limit
+    assert load_model(run_dir / "train" / "model", device="cpu").max_seq_length == 128
+
+
+def test_a_positive_max_seq_length_is_the_limit_everywhere(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "pairs.jsonl", _long_tail_pairs())
+    cfg = _config(data, tiny_model_dir, batch_size=16, max_seq_length=48)
+    run_dir = tmp_path / "run"
+    prepare(cfg, run_dir)
+    summary = train(cfg, run_dir)
+    assert summary["max_seq_length"] == summary["model_max_seq_length"] == 48
+    assert load_model(run_dir / "train" / "model", device="cpu").max_seq_length == 48
