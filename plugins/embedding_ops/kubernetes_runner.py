@@ -56,7 +56,16 @@ def _volume_spec() -> tuple[list[Any], list[Any]]:
         persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim),
     )
     mount = k8s.V1VolumeMount(name="artifacts", mount_path=str(artifact_root()))
-    return [volume], [mount]
+    # A pod's /dev/shm is 64Mi by default: too small for DataLoader workers and for NCCL when the
+    # train step runs one process per GPU (train_processes). A memory-backed emptyDir replaces it.
+    shm = k8s.V1Volume(
+        name="dshm",
+        empty_dir=k8s.V1EmptyDirVolumeSource(
+            medium="Memory", size_limit=os.environ.get("EMBED_K8S_SHM_SIZE", "2Gi")
+        ),
+    )
+    shm_mount = k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")
+    return [volume, shm], [mount, shm_mount]
 
 
 def _resources(gpus: int) -> Any:

@@ -47,15 +47,17 @@ def test_orchestration_benchmark_small(tmp_path, tiny_model_dir):
     # (c) the no-op night: prepare says nothing to do, every task is skipped, and it is quick.
     n = result["noop"]
     assert n["noop_state"] == "success"
-    assert n["noop_tasks"] == {t: "skipped" for t in TASKS}
+    # commit_watermark (Airflow-side, no step) runs when nothing failed: here it commits nothing
+    assert n["noop_tasks"] == {**{t: "skipped" for t in TASKS}, "commit_watermark": "success"}
     assert "unchanged" in n["nothing_to_do"]
     assert 0 < n["noop_run_s"] < n["full_run_s"]
     assert n["ratio"] == pytest.approx(n["noop_run_s"] / n["full_run_s"])
     assert n["cli_noop_s"] > 0
 
-    # (b) parse: one DAG with 8 tasks, fast, and neither torch nor sentence-transformers.
+    # (b) parse: the DAGs, fast, and neither torch nor sentence-transformers.
     p = result["parse"]
-    assert p["dags"] == ["retrain_embeddings"] and p["tasks"] == len(TASKS)
+    assert p["dags"] == ["retrain_embeddings", "watch_annotations"]
+    assert p["tasks"] == len(TASKS) + 1  # the steps and commit_watermark
     assert 0 < p["parse_s"] < 5 and 0 < p["file_s"] <= p["parse_s"] + 0.05
     assert not {"torch", "sentence_transformers"} & set(p["heavy_modules_imported"])
     assert set(p["heavy_modules_imported"]) <= set(HEAVY_MODULES)

@@ -20,7 +20,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "retrain_embeddings" in dagbag.dags
+    assert {"retrain_embeddings", "watch_annotations"} <= set(dagbag.dags)
 
 
 def test_settings(dagbag):
@@ -28,7 +28,7 @@ def test_settings(dagbag):
     assert {"embeddings", "mlflow"} <= set(dag.tags)
     assert dag.max_active_runs == 1
     assert dag.catchup is False
-    assert dag.timetable.expression == "0 3 * * *"
+    assert dag.timetable.timetable.expression == "0 3 * * *"  # cron OR the annotations asset
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
     assert {t.task_id for t in dag.tasks} == {
@@ -40,6 +40,7 @@ def test_settings(dagbag):
         "report",
         "register",
         "publish",
+        "commit_watermark",
     }
     assert dag.get_task("train").upstream_task_ids == {"prepare"}
     assert dag.get_task("evaluate_champion").upstream_task_ids == {"prepare"}
@@ -49,6 +50,9 @@ def test_settings(dagbag):
         "evaluate_finetuned",
     }
     assert dag.get_task("publish").upstream_task_ids == {"register"}
+    assert dag.get_task("commit_watermark").upstream_task_ids == {
+        t.task_id for t in dag.tasks if t.task_id != "commit_watermark"
+    }
 
 
 def test_params_are_the_config_and_validate(dagbag):
@@ -63,7 +67,7 @@ def test_params_are_the_config_and_validate(dagbag):
         param = params.get_param(name)
         assert param.schema.get("title") and param.description
         param.resolve()  # every default is valid against its own schema
-    assert params.get_param("source").schema["enum"] == ["local", "huggingface"]
+    assert params.get_param("source").schema["enum"] == ["local", "huggingface", "argilla"]
     bad = Param(**{**params.get_param("epochs").dump(), "default": 0})
     from airflow.sdk.exceptions import ParamValidationError
 

@@ -43,12 +43,16 @@ def test_the_dag_is_the_same_with_every_runner(monkeypatch, runner):
     local = _dag(monkeypatch, "local")
     other = _dag(monkeypatch, runner)
     assert {t.task_id for t in other.tasks} == {t.task_id for t in local.tasks}
+    steps = [t for t in other.tasks if hasattr(t, "step")]  # the watermark commit is no step
+    assert len(steps) == len(other.tasks) - 1
     for task in other.tasks:
         assert task.upstream_task_ids == local.get_task(task.task_id).upstream_task_ids
+        assert type(task) is type(local.get_task(task.task_id)) or task in steps
+    for task in steps:
         assert task.step == local.get_task(task.task_id).step
         assert task.step_args == local.get_task(task.task_id).step_args
     expected = {"docker": "DockerStepOperator", "kubernetes": "KubernetesStepOperator"}[runner]
-    assert {type(t).__name__ for t in other.tasks} == {expected}
+    assert {type(t).__name__ for t in steps} == {expected}
 
 
 def test_unknown_runner_is_a_clear_error(monkeypatch):
@@ -192,6 +196,9 @@ def test_kubernetes_pod_spec(monkeypatch, isolated_state):
     assert mount.mount_path == str(isolated_state / "runs")
     (volume,) = [v for v in pod.spec.volumes if v.name == "artifacts"]
     assert volume.persistent_volume_claim.claim_name == "embed-artifacts"
+    (shm,) = [v for v in pod.spec.volumes if v.name == "dshm"]
+    assert shm.empty_dir.medium == "Memory" and shm.empty_dir.size_limit == "2Gi"
+    assert [m.mount_path for m in container.volume_mounts if m.name == "dshm"] == ["/dev/shm"]
     secret_refs = [e.secret_ref.name for e in container.env_from or [] if e.secret_ref]
     assert secret_refs == ["mlflow-credentials"]
     env = {e.name: e.value for e in container.env}
