@@ -182,6 +182,26 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory):
+    """A real Argilla 2.8 server on 127.0.0.1 (own venv, Redis, worker, SQLite) for the session.
+
+    Users with known API keys: ``.owner_key``, ``.annotator_keys`` (``annotator-1``,
+    ``annotator-2``), all in the workspace ``.workspace``; ``.url``, ``.client(key)``,
+    ``.headers(key)``. See ``tests/support/argilla_server.py``.
+    """
+    from support.argilla_server import ArgillaServer
+
+    server = ArgillaServer(tmp_path_factory.mktemp("argilla-server"))
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        service_unavailable("Argilla server", str(exc).splitlines()[0])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def airflow_db():
     """Migrate the test session's Airflow metadata DB (SQLite in a temp AIRFLOW_HOME), once."""
     import subprocess
