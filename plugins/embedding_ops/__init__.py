@@ -9,5 +9,11 @@
 - :mod:`embedding_ops.contract`: the step contract (summary line, exit codes) shared by runners;
 - :mod:`embedding_ops.mlflow_hook`: MLflow settings from the ``mlflow_default`` connection;
 - :mod:`embedding_ops.hf_hook`: the Hub token/endpoint from the ``huggingface_default`` connection
-  (handed to the ``publish`` step only).
+  (handed to the ``publish`` step only);
+- :mod:`embedding_ops.argilla_hook`: Argilla URL and API key from the ``argilla_default``
+  connection (handed to the ``prepare`` step only);
+- :mod:`embedding_ops.argilla_sensor` / :mod:`embedding_ops.argilla_trigger`: wait (deferred) for
+  new submitted Argilla annotations;
+- :mod:`embedding_ops.watermark`: the annotation watermark, the annotations asset and the commit
+  task.
 """
