@@ -470,7 +470,13 @@ def load_source(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         return load_huggingface(
             cfg.hf_dataset, split=cfg.hf_split, config=cfg.hf_config, revision=cfg.hf_revision
         )
-    raise InvalidInputError(f"unknown source {cfg.source!r}: use one of local, huggingface")
+    if cfg.source == "argilla":
+        from tasks.argilla_source import load_argilla
+
+        return load_argilla(cfg)
+    raise InvalidInputError(
+        f"unknown source {cfg.source!r}: use one of local, huggingface, argilla"
+    )
 
 
 def _config_key(cfg: RunConfig) -> str:
@@ -573,6 +579,9 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     val_set = build_retrieval_set(splits["val"], corpus_docs, known) if splits["val"] else None
 
     data_fp = fingerprint_rows([p for s in splits.values() for p in s])
+    if source_info.get("annotations_fingerprint"):
+        # Annotated data: any change to a submitted annotation is a change of data.
+        data_fp = sha256_text(data_fp, source_info["annotations_fingerprint"])[:16]
     model_fp = fingerprint_dir(model_dir)
     eval_fp = retrieval_fingerprint(eval_set)
     write_jsonl(data_dir / "train.jsonl", train)
@@ -594,6 +603,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "negative": mapping.negative,
             "preset": mapping.preset,
         },
+        "watermark": source_info.get("watermark"),
         "base_model": {
             "ref": cfg.base_model,
             "path": str(model_dir),
@@ -652,16 +662,19 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 def _nothing_to_do_summary(manifest: dict[str, Any]) -> dict[str, Any]:
     print(f"prepare: nothing to do: {manifest['nothing_to_do']}")
-    return {
+    summary = {
         "step": "prepare",
         "nothing_to_do": True,
         "reason": manifest["nothing_to_do"],
         "run_fingerprint": manifest["fingerprints"]["run"],
     }
+    if manifest.get("watermark") is not None:
+        summary["annotation_watermark"] = manifest["watermark"]
+    return summary
 
 
 def _summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
-    return {
+    summary = {
         "step": "prepare",
         "manifest": str(path),
         "train_pairs": manifest["counts"]["train_pairs"],
@@ -671,3 +684,6 @@ def _summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
         "eval_fingerprint": manifest["fingerprints"]["eval"],
         "run_fingerprint": manifest["fingerprints"]["run"],
     }
+    if manifest.get("watermark") is not None:
+        summary["annotation_watermark"] = manifest["watermark"]
+    return summary

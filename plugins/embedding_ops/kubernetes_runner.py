@@ -78,6 +78,9 @@ def _resources(gpus: int) -> Any:
 
 def _secrets(step: str) -> list[Secret]:
     names = [os.environ.get("EMBED_K8S_MLFLOW_SECRET", "mlflow-credentials")]
+    if step == "prepare" and os.environ.get("EMBED_K8S_ARGILLA_SECRET"):
+        # ARGILLA_API_URL / ARGILLA_API_KEY; only when configured: a missing Secret stops the pod
+        names.append(os.environ["EMBED_K8S_ARGILLA_SECRET"])
     if step == "publish":
         names.append(os.environ.get("EMBED_K8S_HF_SECRET", "huggingface-token"))
     return [Secret("env", None, name) for name in names if name]

@@ -4,8 +4,9 @@ Runners differ only in *where* ``python -m tasks <step> --run-dir DIR <options>`
 module gives all of them the same command (built from the run's params and the step's own
 arguments), the same public environment (Airflow ids, unbuffered output, where run directories
 live) and the same secrets (everything that comes from Airflow connections: MLflow settings for
-every step, the Hub token for ``publish`` only). Secrets are kept apart so that runners can hand
-them over without logging them (``private_environment`` in Docker, Kubernetes Secrets).
+every step, the Argilla URL and API key for ``prepare`` only, the Hub token for ``publish``
+only). Secrets are kept apart so that runners can hand them over without logging them
+(``private_environment`` in Docker, Kubernetes Secrets).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from embedding_ops.argilla_hook import ArgillaConnectionError, ArgillaHook
 from embedding_ops.contract import run_dir_for, step_command
 from embedding_ops.hf_hook import HuggingFaceHook
 from embedding_ops.mlflow_hook import MlflowHook
@@ -52,12 +54,26 @@ def public_env(context: Any) -> dict[str, str]:
 
 
 def secret_env(step: str) -> dict[str, str]:
-    """Values from Airflow connections (never logged): MLflow for every step, the Hub token and
-    endpoint for ``publish`` only."""
+    """Values from Airflow connections (never logged): MLflow for every step, the Argilla URL and
+    API key for ``prepare`` only, the Hub token and endpoint for ``publish`` only."""
     env = MlflowHook().step_env()
+    if step == "prepare":
+        env.update(_argilla_env())
     if step == "publish":
         env.update(HuggingFaceHook().step_env())
     return env
+
+
+def _argilla_env() -> dict[str, str]:
+    """The ``argilla_default`` connection as environment; empty when it is missing or incomplete.
+
+    Only runs whose source is Argilla need it, and those fail in ``prepare`` with a line that says
+    to set the connection; every other run must not depend on it.
+    """
+    try:
+        return ArgillaHook().step_env()
+    except ArgillaConnectionError:
+        return {}
 
 
 def gpu_request() -> str:

@@ -215,6 +215,20 @@ def test_kubernetes_pod_spec(monkeypatch, isolated_state):
         "huggingface-token",
     ]
 
+    # prepare gets the Argilla Secret only when one is configured (a missing Secret stops a pod)
+    prepare = KubernetesStepOperator(task_id="prepare", step="prepare")
+    pod = prepare.build_pod_request_obj(_context("prepare"), dry_run=True)
+    (container,) = [c for c in pod.spec.containers if c.name == "base"]
+    assert [e.secret_ref.name for e in container.env_from] == ["mlflow-credentials"]
+    monkeypatch.setenv("EMBED_K8S_ARGILLA_SECRET", "argilla-credentials")
+    prepare = KubernetesStepOperator(task_id="prepare", step="prepare")
+    pod = prepare.build_pod_request_obj(_context("prepare"), dry_run=True)
+    (container,) = [c for c in pod.spec.containers if c.name == "base"]
+    assert [e.secret_ref.name for e in container.env_from] == [
+        "mlflow-credentials",
+        "argilla-credentials",
+    ]
+
 
 def test_kubernetes_gpu_limit_needs_a_count(monkeypatch):
     from embedding_ops.kubernetes_runner import gpu_limit
