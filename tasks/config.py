@@ -176,6 +176,15 @@ class RunConfig:
         minimum=0.0,
         maximum=0.5,
     )
+    val_corpus_size: int = _opt(
+        2000,
+        "Validation corpus size",
+        "Documents the per-epoch validation retrieves from: the validation documents plus a "
+        "seeded sample of the others, this many in all; 0 = every document. Bounds the "
+        "validation cost on large data (the eval set always uses the full corpus).",
+        "Data",
+        minimum=0,
+    )
     eval_corpus: str = _opt(
         "all",
         "Eval corpus",

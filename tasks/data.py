@@ -386,6 +386,31 @@ def build_retrieval_set(
     }
 
 
+def validation_corpus(
+    val_pairs: list[dict[str, str]], corpus_docs: list[str], size: int, seed: int = 0
+) -> list[str]:
+    """The documents validation retrieves from while training picks its checkpoint.
+
+    Every document of ``corpus_docs`` when there are at most ``size`` (or ``size`` is 0); else the
+    validation pairs' own documents plus a seeded sample of the others, ``size`` in all (never
+    fewer than the validation documents). Validation runs once per epoch and encodes its whole
+    corpus each time, so on large data the sample bounds its cost; the eval set keeps the full
+    corpus.
+
+    Example::
+
+        validation_corpus([{"query": "q", "document": "a"}], ["a", "b", "c", "d"], size=2)
+        # ["a", <one of b, c, d>]
+    """
+    unique = sorted(set(corpus_docs))
+    if not size or len(unique) <= size:
+        return corpus_docs
+    own = sorted({p["document"] for p in val_pairs})
+    others = sorted(set(unique) - set(own))
+    take = min(len(others), max(0, size - len(own)))
+    return own + random.Random(seed).sample(others, take)
+
+
 def retrieval_fingerprint(rset: dict[str, Any]) -> str:
     """Fingerprint of a retrieval set's texts and judgements (ids do not matter)."""
     corpus = rset["corpus"]
@@ -576,7 +601,15 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     for pair in [*pairs, *splits["eval"]]:
         known[pair["query"]].add(pair["document"])
     eval_set = build_retrieval_set(splits["eval"], corpus_docs, known)
-    val_set = build_retrieval_set(splits["val"], corpus_docs, known) if splits["val"] else None
+    val_set = (
+        build_retrieval_set(
+            splits["val"],
+            validation_corpus(splits["val"], corpus_docs, cfg.val_corpus_size, cfg.seed),
+            known,
+        )
+        if splits["val"]
+        else None
+    )
 
     data_fp = fingerprint_rows([p for s in splits.values() for p in s])
     if source_info.get("annotations_fingerprint"):
@@ -617,6 +650,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "val_pairs": len(splits["val"]),
             "eval_pairs": len(splits["eval"]),
             "val_queries": len(val_set["queries"]) if val_set else 0,
+            "val_corpus": len(val_set["corpus"]) if val_set else 0,
             "eval_queries": len(eval_set["queries"]),
             "eval_corpus": len(eval_set["corpus"]),
             "train_documents": len({p["document"] for p in train}),

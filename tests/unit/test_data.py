@@ -860,3 +860,33 @@ def test_long_csv_fields_load(tmp_path):
         writer.writerow(["query", "document"])
         writer.writerow(["q", "x" * 200_000])
     assert len(list(read_file(path))[0]["document"]) == 200_000
+
+
+def test_validation_corpus_keeps_the_val_documents_and_samples_the_rest():
+    from tasks.data import validation_corpus
+
+    docs = [f"doc {i}" for i in range(50)]
+    val = [{"query": "q1", "document": "doc 7"}, {"query": "q2", "document": "doc 31"}]
+    assert validation_corpus(val, docs, size=0) == docs  # 0 = every document
+    assert validation_corpus(val, docs, size=50) == docs
+    small = validation_corpus(val, docs, size=10, seed=3)
+    assert len(small) == len(set(small)) == 10
+    assert small[:2] == ["doc 31", "doc 7"] and set(small) <= set(docs)
+    assert small == validation_corpus(val, list(reversed(docs)), size=10, seed=3)  # seeded
+    assert small != validation_corpus(val, docs, size=10, seed=4)
+    assert validation_corpus(val, docs, size=1) == ["doc 31", "doc 7"]  # never fewer
+
+
+def test_prepare_caps_the_validation_corpus_but_never_the_eval_corpus(tmp_path):
+    data = write_jsonl(tmp_path / "p.jsonl", make_pairs(120))
+    prepare(_cfg(data, val_corpus_size=30), tmp_path / "run")
+    out = tmp_path / "run" / "data"
+    counts = read_json(out / "manifest.json")["counts"]
+    val, evaluation = read_json(out / "val.json"), read_json(out / "eval.json")
+    val_docs = {d for _, d in _split_pairs(tmp_path / "run")["val"]}
+    assert counts["val_corpus"] == len(val["corpus"]) == 30 < counts["eval_corpus"] == 120
+    assert val_docs <= set(val["corpus"].values())
+    assert all(val["relevant_docs"][q] for q in val["queries"])  # every val query can hit
+    assert len(evaluation["corpus"]) == 120
+    prepare(_cfg(data), tmp_path / "full")  # the default 2000 keeps all 120 here
+    assert read_json(tmp_path / "full" / "data" / "manifest.json")["counts"]["val_corpus"] == 120
