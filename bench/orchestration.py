@@ -349,6 +349,48 @@ def noop_summary(dag: dict[str, Any], cli: Any | None) -> dict[str, Any]:
     return out
 
 
+def pool_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of several (in-process, DAG) pairs; ratios from the means (pooled)."""
+    mean = statistics.fmean
+    out: dict[str, Any] = {
+        key: mean(s[key] for s in samples)
+        for key, value in samples[0].items()
+        if isinstance(value, float) and not key.startswith("overhead")
+    }
+    out["overhead"] = (out["dag_e2e_s"] - out["inprocess_e2e_s"]) / out["dag_e2e_s"]
+    out["overhead_run_only"] = (out["dag_run_s"] - out["inprocess_steps_s"]) / out["dag_run_s"]
+    out["overhead_cpu"] = (out["dag_cpu_s"] - out["inprocess_cpu_s"]) / out["dag_cpu_s"]
+    out["tasks"] = {
+        task: {
+            "dag_s": mean(s["tasks"][task]["dag_s"] for s in samples),
+            "inprocess_s": mean(s["tasks"][task]["inprocess_s"] for s in samples),
+            "dag_state": "/".join(sorted({s["tasks"][task]["dag_state"] for s in samples})),
+        }
+        for task in samples[0]["tasks"]
+    }
+    out["repeats"] = len(samples)
+    out["samples"] = [s["overhead"] for s in samples]
+    out["samples_cpu"] = [s["overhead_cpu"] for s in samples]
+    return out
+
+
+def pool_noop(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean times of the full and no-op runs of every DAG arm; every no-op task state seen."""
+    mean = statistics.fmean
+    out = dict(samples[0])
+    for key in ("full_run_s", "noop_run_s", "prepare_s"):
+        out[key] = mean(s[key] for s in samples)
+    out["ratio"] = out["noop_run_s"] / out["full_run_s"]
+    for key in ("noop_tasks", "full_tasks"):
+        out[key] = {
+            task: "/".join(sorted({s[key].get(task, "missing") for s in samples}))
+            for task in samples[0][key]
+        }
+    out["noop_state"] = "/".join(sorted({s["noop_state"] for s in samples}))
+    out["samples"] = [s["ratio"] for s in samples]
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-orchestration-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -378,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"conf: {json.dumps(conf)}", flush=True)
 
-    dag_env = airflow_env(work / "dag")
+    dag_env = airflow_env(work / "dag-0")
     migrate = check(run_measured([airflow_cli(), "db", "migrate"], dag_env), "airflow db migrate")
     print(f"airflow db migrate: {migrate.wall_s:.1f}s (not counted)", flush=True)
 
@@ -392,28 +434,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     floor = measure_process_floor(step_env(work / "scratch"), args.floor_repeats)
     print(f"process floor: {json.dumps(floor)}", flush=True)
 
-    in_env = step_env(work / "inprocess")
-    in_env.update(AIRFLOW_CTX_DAG_ID=DAG_ID, AIRFLOW_CTX_DAG_RUN_ID="manual__bench_inprocess")
-    in_m, inproc = _arm("inprocess", conf, in_env, work / "inprocess.json", work / "inprocess.log")
-    inproc["launched"] = in_m.started
-    print(f"in one process: {in_m.wall_s:.1f}s", flush=True)
-
-    dag_m, dag = _arm("dag", conf, dag_env, work / "dag.json", work / "dag.log")
-    dag["launched"] = dag_m.started
-    walls = {name: r["end"] - r["start"] for name, r in dag["runs"].items()}
-    print(f"DAG runs: {', '.join(f'{k} {v:.1f}s' for k, v in walls.items())}", flush=True)
+    # (in-process, DAG) pairs, alternating the order (ABBA...) so a drifting load on a shared
+    # machine weighs on both arms alike; every arm in its own fresh EMBED_HOME.
+    pairs: list[dict[str, Any]] = []
+    noops: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
     cli = None
-    if args.cli_noop:
-        cli = check(
-            run_measured(
-                [airflow_cli(), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], dag_env
-            ),
-            "airflow dags test (no-op)",
-        )
-        (work / "cli-noop.log").write_text(cli.stdout + cli.stderr)
-        if "nothing to do" not in cli.stdout + cli.stderr:
-            raise SystemExit(f"the CLI no-op run did not end as nothing to do: {work}/cli-noop.log")
-        print(f"no-op via airflow dags test: {cli.wall_s:.1f}s", flush=True)
+    for i in range(args.repeats):
+        done: dict[str, Any] = {}
+        for arm in ("inprocess", "dag") if i % 2 == 0 else ("dag", "inprocess"):
+            if arm == "inprocess":
+                env = step_env(work / f"inprocess-{i}")
+                env.update(AIRFLOW_CTX_DAG_ID=DAG_ID, AIRFLOW_CTX_DAG_RUN_ID="manual__bench")
+            else:
+                env = airflow_env(work / f"dag-{i}")
+                if i:
+                    check(run_measured([airflow_cli(), "db", "migrate"], env), "db migrate")
+            m, out = _arm(arm, conf, env, work / f"{arm}-{i}.json", work / f"{arm}-{i}.log")
+            out["launched"] = m.started
+            done[arm] = out
+            if arm == "dag":
+                walls = {name: r["end"] - r["start"] for name, r in out["runs"].items()}
+                print(
+                    f"[{i}] DAG runs: {', '.join(f'{k} {v:.1f}s' for k, v in walls.items())}",
+                    flush=True,
+                )
+            else:
+                print(f"[{i}] in one process: {m.wall_s:.1f}s", flush=True)
+        if args.cli_noop and cli is None:
+            cli = check(
+                run_measured(
+                    [airflow_cli(), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], dag_env
+                ),
+                "airflow dags test (no-op)",
+            )
+            (work / "cli-noop.log").write_text(cli.stdout + cli.stderr)
+            if "nothing to do" not in cli.stdout + cli.stderr:
+                raise SystemExit(f"the CLI no-op run did not end as nothing to do: {work}")
+            print(f"no-op via airflow dags test: {cli.wall_s:.1f}s", flush=True)
+        pairs.append(overhead_breakdown(done["inprocess"], done["dag"]))
+        noops.append(noop_summary(done["dag"], cli if i == 0 else None))
+        raw.append(done)
+        print(f"[{i}] overhead {pairs[-1]['overhead']:.1%}", flush=True)
 
     return {
         "benchmark": "orchestration",
@@ -422,13 +484,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model_label": model_label(model),
         "conf": conf,
         "pairs": sum(1 for line in open(data, encoding="utf-8") if line.strip()),
-        "overhead": overhead_breakdown(inproc, dag),
-        "noop": noop_summary(dag, cli),
+        "overhead": pool_overhead(pairs),
+        "noop": pool_noop(noops),
         "parse": parse,
         "process_floor": floor,
         "migrate_s": migrate.wall_s,
-        "walls": {"inprocess_process_s": in_m.wall_s, "dag_process_s": dag_m.wall_s},
-        "raw": {"inprocess": inproc, "dag": dag},
+        "raw": raw,
         "targets": {"overhead": TARGET_OVERHEAD, "noop": TARGET_NOOP},
         "machine": machine_info(),
     }
@@ -441,6 +502,7 @@ def _met(value: float, target: float) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """Tables: overhead, per task, no-op night, parse."""
     o, n, p = result["overhead"], result["noop"], result["parse"]
+    reps = o.get("repeats", 1)
     lines = [
         "The retrain DAG run with `dag.test()` (local runner: one `python -m tasks <step>` "
         "process per task) against the same steps called in one Python process, on the same "
@@ -451,7 +513,7 @@ def markdown(result: dict[str, Any]) -> str:
         result.get("command", "python bench/orchestration.py"),
         "```",
         "",
-        "| run | wall | CPU |",
+        f"| run (mean of {reps}) | wall | CPU |",
         "|---|---:|---:|",
         f"| all steps in one Python process | {o['inprocess_e2e_s']:.1f} s "
         f"| {o['inprocess_cpu_s']:.1f} s |",
@@ -461,7 +523,14 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Overhead {_met(o['overhead'], TARGET_OVERHEAD)}. Both walls run from interpreter "
         f"start; without the start (the DAG run alone, {o['dag_run_s']:.1f} s, against the steps "
-        f"alone, {o['inprocess_steps_s']:.1f} s) it is {o['overhead_run_only']:.1%}.",
+        f"alone, {o['inprocess_steps_s']:.1f} s) it is {o['overhead_run_only']:.1%}."
+        + (
+            f" Per pair (the arms alternate: in-process first, then DAG first, ...): wall "
+            f"{', '.join(f'{v:.1%}' for v in o['samples'])}; CPU "
+            f"{', '.join(f'{v:.1%}' for v in o['samples_cpu'])}."
+            if reps > 1
+            else ""
+        ),
         "",
         "| task | DAG task instance | in one process | difference |",
         "|---|---:|---:|---:|",
@@ -499,9 +568,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| run | wall | of the full run | tasks |",
         "|---|---:|---:|---|",
-        f"| full run, `dag.test()` | {n['full_run_s']:.1f} s | 100% | {_states(n['full_tasks'])} |",
-        f"| no-op night, `dag.test()` in the same process | {n['noop_run_s']:.1f} s "
-        f"| **{n['ratio']:.1%}** | {_states(n['noop_tasks'])} |",
+        f"| full run, `dag.test()` (mean of {reps}) | {n['full_run_s']:.1f} s | 100% "
+        f"| {_states(n['full_tasks'])} |",
+        f"| no-op night, `dag.test()` in the same process (mean of {reps}) "
+        f"| {n['noop_run_s']:.1f} s | **{n['ratio']:.1%}** | {_states(n['noop_tasks'])} |",
     ]
     if "cli_noop_s" in n:
         lines.append(
@@ -557,7 +627,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--extra", help="JSON of further DAG params, e.g. '{\"batch_size\": 16}'")
     parser.add_argument("--parse-repeats", type=int, default=5)
     parser.add_argument("--report-repeats", type=int, default=3)
-    parser.add_argument("--floor-repeats", type=int, default=3)
+    parser.add_argument("--floor-repeats", type=int, default=1)
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="(in-process, DAG) pairs, order alternating"
+    )
     parser.add_argument(
         "--no-cli-noop",
         dest="cli_noop",
@@ -582,6 +655,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.parse_repeats = min(args.parse_repeats, 3)
         args.report_repeats = min(args.report_repeats, 1)
         args.floor_repeats = min(args.floor_repeats, 1)
+        args.repeats = min(args.repeats, 1)
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
     else:
