@@ -234,9 +234,7 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
         # Data snapshot as the run's dataset inputs.
         source = manifest["source"]
-        source_uri = source.get("path") or (
-            f"hf://datasets/{source.get('dataset')}" if source.get("dataset") else "unknown"
-        )
+        source_uri = dataset_source_uri(source)
         train_df = pd.DataFrame(read_jsonl(run_dir / "data" / "train.jsonl"))
         eval_set = read_json(run_dir / "data" / "eval.json")
         eval_df = pd.DataFrame(
@@ -327,6 +325,19 @@ def _log_chart(run_dir: Path) -> None:
     fig = chart_figure(load_evaluations(run_dir))
     mlflow.log_figure(fig, "report/ndcg_by_dim.png")
     plt.close(fig)
+
+
+def dataset_source_uri(source: dict[str, Any]) -> str:
+    """Where the run's data came from, as a URI MLflow can resolve (a path or an http(s) URL):
+    MLflow has no resolver for ``hf://``, so a Hub dataset is its page on the Hub and an Argilla
+    dataset its annotation page."""
+    if source.get("path"):
+        return str(source["path"])
+    if source.get("type") == "argilla" and source.get("url") and source.get("dataset_id"):
+        return f"{str(source['url']).rstrip('/')}/dataset/{source['dataset_id']}/annotation-mode"
+    if source.get("dataset"):
+        return f"https://huggingface.co/datasets/{source['dataset']}"
+    return "unknown"
 
 
 def _register_model(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tasks.config import RunConfig
@@ -69,3 +71,29 @@ def test_credentials_never_printed_in_uris():
     assert redacted_uri("https://tok@mlflow.example.com") == "https://***@mlflow.example.com"
     assert redacted_uri("http://mlflow:5000") == "http://mlflow:5000"
     assert redacted_uri("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ({"type": "local", "path": "/data/pairs.jsonl"}, "/data/pairs.jsonl"),
+        (
+            {"type": "huggingface", "dataset": "org/pairs"},
+            "https://huggingface.co/datasets/org/pairs",
+        ),
+        (
+            {"type": "argilla", "url": "http://argilla:6900/", "dataset_id": "3f2a"},
+            "http://argilla:6900/dataset/3f2a/annotation-mode",
+        ),
+    ],
+)
+def test_dataset_source_uri_is_one_mlflow_resolves(source, expected):
+    import mlflow
+    import pandas as pd
+
+    from tasks.tracking import dataset_source_uri
+
+    uri = dataset_source_uri(source)
+    assert uri == expected
+    dataset = mlflow.data.from_pandas(pd.DataFrame({"query": ["q"]}), source=uri, name="train")
+    assert expected.rstrip("/") in json.dumps(dataset.source.to_dict())
