@@ -6,7 +6,14 @@
 - the artifact root mounted at the *same path* inside the container (a bind mount of that host
   directory, or the named volume ``EMBED_ARTIFACT_VOLUME``), so run directories are identical;
 - the Hugging Face cache on a named volume (``EMBED_HF_CACHE_VOLUME``, default
-  ``embed-hf-cache``) at ``/cache/huggingface``;
+  ``embed-hf-cache``) at ``/cache/huggingface``, and the step state (``EMBED_HOME`` of the image:
+  the last successful run's fingerprint, the evaluation cache) on the named volume
+  ``EMBED_STATE_VOLUME`` (default ``embed-state``) at ``/data/state``, so that they outlive the
+  container: without it every nightly run would train again and re-encode the base model;
+- more host directories at the same path, read-only, from ``EMBED_DOCKER_MOUNTS`` (comma
+  separated): local data files and model directories named in the params;
+- the user ``EMBED_DOCKER_USER`` (``uid[:gid]``, default the image's ``tasks`` user), for
+  bind-mounted run directories owned by the Airflow worker's user;
 - GPUs through ``device_requests`` only when ``EMBED_GPUS`` asks for them (``all``, a count or
   device ids). Off by default: on a host without the NVIDIA runtime a GPU request fails with
   ``could not select device driver``;
@@ -20,7 +27,8 @@
 Settings (environment of the Airflow workers): ``EMBED_TASK_IMAGE`` (default
 ``embedding-tasks:latest``), ``EMBED_DOCKER_URL`` (default ``unix://var/run/docker.sock``),
 ``EMBED_DOCKER_NETWORK`` (network mode, default Docker's), ``EMBED_GPUS``,
-``EMBED_DOCKER_SHM_SIZE``, ``EMBED_ARTIFACT_VOLUME``, ``EMBED_HF_CACHE_VOLUME``.
+``EMBED_DOCKER_SHM_SIZE``, ``EMBED_ARTIFACT_VOLUME``, ``EMBED_HF_CACHE_VOLUME``,
+``EMBED_STATE_VOLUME``, ``EMBED_DOCKER_MOUNTS``, ``EMBED_DOCKER_USER``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from embedding_ops.step_spec import command, gpu_request, public_env, secret_env
 
 DEFAULT_IMAGE = "embedding-tasks:latest"
 HF_CACHE_TARGET = "/cache/huggingface"
+STATE_TARGET = "/data/state"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
 
 
@@ -64,7 +73,8 @@ def device_requests(gpus: str) -> list[Any] | None:
 
 
 def mounts() -> list[Any]:
-    """The artifact root at the same path inside the container, and the HF cache volume."""
+    """The artifact root at the same path inside the container, the HF cache and state volumes,
+    and the read-only bind mounts of ``EMBED_DOCKER_MOUNTS``."""
     from docker.types import Mount
 
     from tasks.io import artifact_root
@@ -77,7 +87,21 @@ def mounts() -> list[Any]:
         else Mount(target=root, source=root, type="bind")
     )
     cache = os.environ.get("EMBED_HF_CACHE_VOLUME", "embed-hf-cache")
-    return [artifacts, Mount(target=HF_CACHE_TARGET, source=cache, type="volume")]
+    state = os.environ.get("EMBED_STATE_VOLUME", "embed-state")
+    extra = [
+        Mount(target=path, source=path, type="bind", read_only=True)
+        for path in (p.strip() for p in os.environ.get("EMBED_DOCKER_MOUNTS", "").split(","))
+        if path and path != root
+    ]
+    for mount in extra:
+        if not os.path.isabs(mount["Source"]):
+            raise ValueError(f"EMBED_DOCKER_MOUNTS: {mount['Source']!r} is not an absolute path")
+    return [
+        artifacts,
+        Mount(target=HF_CACHE_TARGET, source=cache, type="volume"),
+        Mount(target=STATE_TARGET, source=state, type="volume"),
+        *extra,
+    ]
 
 
 class DockerStepOperator(DockerOperator):
@@ -96,6 +120,7 @@ class DockerStepOperator(DockerOperator):
         kwargs.setdefault("shm_size", parse_size(os.environ.get("EMBED_DOCKER_SHM_SIZE", "2g")))
         kwargs.setdefault("device_requests", device_requests(gpu_request()))
         kwargs.setdefault("mounts", mounts())
+        kwargs.setdefault("user", os.environ.get("EMBED_DOCKER_USER") or None)
         kwargs.setdefault("auto_remove", "force")
         kwargs.setdefault("mount_tmp_dir", False)
         kwargs.setdefault("xcom_all", True)  # every log line, so the summary line is found
@@ -113,6 +138,11 @@ class DockerStepOperator(DockerOperator):
 
     def execute(self, context: Any) -> Any:
         self.prepare_step(context)
+        if not os.environ.get("EMBED_ARTIFACT_VOLUME"):
+            from tasks.io import artifact_root
+
+            # Docker refuses a bind mount whose source does not exist (a fresh artifact root).
+            artifact_root().mkdir(parents=True, exist_ok=True)
         try:
             last_line = super().execute(context)
         except DockerContainerFailedException as exc:
