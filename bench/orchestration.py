@@ -503,6 +503,7 @@ def markdown(result: dict[str, Any]) -> str:
     """Tables: overhead, per task, no-op night, parse."""
     o, n, p = result["overhead"], result["noop"], result["parse"]
     reps = o.get("repeats", 1)
+    mean = f" (mean of {reps})" if reps > 1 else ""
     lines = [
         "The retrain DAG run with `dag.test()` (local runner: one `python -m tasks <step>` "
         "process per task) against the same steps called in one Python process, on the same "
@@ -513,7 +514,7 @@ def markdown(result: dict[str, Any]) -> str:
         result.get("command", "python bench/orchestration.py"),
         "```",
         "",
-        f"| run (mean of {reps}) | wall | CPU |",
+        f"| run{mean} | wall | CPU |",
         "|---|---:|---:|",
         f"| all steps in one Python process | {o['inprocess_e2e_s']:.1f} s "
         f"| {o['inprocess_cpu_s']:.1f} s |",
@@ -568,9 +569,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| run | wall | of the full run | tasks |",
         "|---|---:|---:|---|",
-        f"| full run, `dag.test()` (mean of {reps}) | {n['full_run_s']:.1f} s | 100% "
+        f"| full run, `dag.test()`{mean} | {n['full_run_s']:.1f} s | 100% "
         f"| {_states(n['full_tasks'])} |",
-        f"| no-op night, `dag.test()` in the same process (mean of {reps}) "
+        f"| no-op night, `dag.test()` in the same process{mean} "
         f"| {n['noop_run_s']:.1f} s | **{n['ratio']:.1%}** | {_states(n['noop_tasks'])} |",
     ]
     if "cli_noop_s" in n:

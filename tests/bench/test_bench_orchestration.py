@@ -47,8 +47,8 @@ def test_orchestration_benchmark_small(tmp_path, tiny_model_dir):
     # (c) the no-op night: prepare says nothing to do, every task is skipped, and it is quick.
     n = result["noop"]
     assert n["noop_state"] == "success"
-    # commit_watermark (Airflow-side, no step) runs when nothing failed: here it commits nothing
-    assert n["noop_tasks"] == {**{t: "skipped" for t in TASKS}, "commit_watermark": "success"}
+    # commit_watermark (Airflow-side, no step): a no-op run without annotations has nothing to move
+    assert n["noop_tasks"] == {**{t: "skipped" for t in TASKS}, "commit_watermark": "skipped"}
     assert "unchanged" in n["nothing_to_do"]
     assert 0 < n["noop_run_s"] < n["full_run_s"]
     assert n["ratio"] == pytest.approx(n["noop_run_s"] / n["full_run_s"])
