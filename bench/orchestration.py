@@ -40,10 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import machine_info, update_docs  # noqa: E402
+from bench.common import build_tiny_model, machine_info, update_docs  # noqa: E402
 from bench.scaling import (  # noqa: E402
     DEMO_MODEL,
-    build_tiny_model,
     check,
     command_line,
     model_label,

