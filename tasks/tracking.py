@@ -343,9 +343,8 @@ def dataset_source_uri(source: dict[str, Any]) -> str:
 def _register_model(
     client: Any, cfg: RunConfig, run_dir: Path, run_id: str, tags: dict[str, str]
 ) -> str:
-    """Log the model with the sentence_transformers flavor and register it once per run."""
-    import mlflow
-
+    """Log the model with the sentence_transformers flavor and register it once per run (from
+    the saved directory: no model load, see :mod:`tasks.mlflow_model`)."""
     name = cfg.registered_model_name
     try:
         found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
@@ -355,11 +354,10 @@ def _register_model(
         version = str(found[0].version)
         print(f"register: version {version} already registered for this run")
     else:
-        from tasks.models import load_model
+        from tasks.mlflow_model import log_model
 
-        model = load_model(run_dir / "train" / "model", device="cpu")
-        info = mlflow.sentence_transformers.log_model(
-            model,
+        info = log_model(
+            run_dir / "train" / "model",
             name="model",
             registered_model_name=name,
             pip_requirements=_pip_requirements(),
