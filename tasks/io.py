@@ -135,13 +135,20 @@ def fingerprint_rows(rows: Iterable[dict[str, Any]]) -> str:
     return sha256_text(*digests)[:16]
 
 
+#: Files of a model folder that do not change what the model computes: the model card, which
+#: sentence-transformers rewrites on every save (training time, versions), so identical weights
+#: would otherwise get a new fingerprint and miss the evaluation cache.
+NOT_FINGERPRINTED = frozenset({"README.md"})
+
+
 def fingerprint_dir(path: Path) -> str:
-    """Content fingerprint of every file under ``path`` (names and bytes; checkpoints excluded)."""
+    """Content fingerprint of every file under ``path`` (names and bytes; checkpoints, hidden
+    files and the top-level model card excluded)."""
     h = hashlib.sha256()
     path = Path(path)
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()
-        if rel.startswith((".", "checkpoint-")) or "/." in rel:
+        if rel.startswith((".", "checkpoint-")) or "/." in rel or rel in NOT_FINGERPRINTED:
             continue
         h.update(rel.encode())
         h.update(b"\x00")

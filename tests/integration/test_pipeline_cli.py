@@ -34,6 +34,7 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
     prepared = last_json(out)
     assert prepared["train_pairs"] > 8 and prepared["eval_queries"] > 0
     # later steps read the run's config.json: no options needed
+    summaries = {}
     for argv in (
         ["train"],
         ["evaluate", "--model", "base"],
@@ -46,7 +47,22 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
         assert code == 0, f"{argv}: {err[-2000:]}"
         summary = last_json(out)
         assert summary["step"] == argv[0]
+        summaries[" ".join(argv)] = summary
     assert summary["model_version"] == "1"
+
+    # train evaluated its model into the cache: the evaluate step read it, and evaluating afresh
+    # gives the same numbers
+    assert summaries["evaluate --model finetuned"]["cached"] is True
+    primed = json.loads((run_dir / "eval" / "finetuned.json").read_text())
+    (run_dir / "eval" / "finetuned.json").unlink()
+    code, out, err = run_cli(
+        "evaluate", "--model", "finetuned", "--no-cache", "--run-dir", str(run_dir)
+    )
+    assert code == 0, err[-2000:]
+    assert last_json(out)["cached"] is False
+    fresh = json.loads((run_dir / "eval" / "finetuned.json").read_text())
+    assert fresh["model_fingerprint"] == primed["model_fingerprint"]
+    assert fresh["metrics"] == primed["metrics"]
 
     for name in ("ndcg_by_dim.png", "report.md", "metrics.json"):
         assert (run_dir / "report" / name).exists()

@@ -95,3 +95,20 @@ def test_evaluate_model_caches_by_model_and_eval_fingerprint(tmp_path, tiny_mode
         tmp_path / "eval2.json", build_retrieval_set(make_pairs(n_docs=12, seed=9), [])
     )
     assert evaluate_model(tiny_model_dir, other, [64, 32])["cached"] is False
+
+
+def test_a_rewritten_model_card_keeps_the_fingerprint(tmp_path, tiny_model_dir):
+    """sentence-transformers rewrites README.md on every save; the same weights must still hit
+    the evaluation cache, while any change to what the model computes must not."""
+    import shutil
+
+    from tasks.io import fingerprint_dir
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    before = fingerprint_dir(copy)
+    (copy / "README.md").write_text("---\ntrained: just now\n---\n")
+    assert fingerprint_dir(copy) == before
+    config = copy / "config_sentence_transformers.json"
+    config.write_text(config.read_text().replace("{", '{"x": 1, ', 1))
+    assert fingerprint_dir(copy) != before
