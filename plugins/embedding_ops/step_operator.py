@@ -64,6 +64,9 @@ class LocalStepOperator(BaseOperator):
         stderr_tail: deque[str] = deque(maxlen=50)
         self._proc = subprocess.Popen(
             argv,
+            # the task process's stdin is Airflow's supervisor socket: a step (or a helper process
+            # it leaves behind) must not hold it, or the supervisor waits for it after the task
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -258,3 +258,38 @@ def test_summary_file_option_writes_the_summary(tmp_path, tiny_model_dir):
         "train", "--run-dir", str(tmp_path / "empty"), "--summary-file", str(failed)
     )
     assert code != 0 and not failed.exists()  # a failed step has no summary
+
+
+def test_local_step_does_not_inherit_the_task_process_stdin(monkeypatch, tmp_path, isolated_state):
+    """Under Airflow 3 a task process's stdin is its supervisor's socket. The step must not hold
+    it: a helper process the step leaves running would keep the task from ending."""
+    import os
+
+    from embedding_ops.step_operator import LocalStepOperator
+
+    # a stand-in for `python -m tasks`: reports what its stdin is
+    fake = tmp_path / "fake_tasks.py"
+    fake.write_text(
+        "import json, os, select, stat, sys\n"
+        "mode = os.fstat(0).st_mode\n"
+        "ready = select.select([0], [], [], 1)[0]\n"
+        "data = os.read(0, 100).decode() if ready else None\n"
+        "print(json.dumps({'step': sys.argv[1], 'stdin_is_socket': stat.S_ISSOCK(mode),\n"
+        "                  'stdin_data': data}))\n"
+    )
+    (tmp_path / "python").write_text(f'#!/bin/sh\nshift 2\nexec python3 {fake} "$@"\n')
+    (tmp_path / "python").chmod(0o755)
+    monkeypatch.setenv("EMBED_TASKS_PYTHON", str(tmp_path / "python"))
+    # the task process's stdin is a socket with unread data, as under the supervisor
+    ours, theirs = __import__("socket").socketpair()
+    saved = os.dup(0)
+    try:
+        os.dup2(theirs.fileno(), 0)
+        ours.sendall(b"supervisor message")
+        summary = LocalStepOperator(task_id="report", step="report").execute(_context("report"))
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        ours.close()
+        theirs.close()
+    assert summary == {"step": "report", "stdin_is_socket": False, "stdin_data": ""}
