@@ -1,7 +1,8 @@
-"""Retrain the embedding model: prepare -> (evaluate base | evaluate champion | train ->
-evaluate fine-tuned) -> report (comparison + promotion gate) -> register (MLflow version,
-challenger/champion aliases) -> publish (Hub push, only when promoted and a repo is set) ->
-commit_watermark (Argilla runs: move the annotation watermark to what this run trained on).
+"""Retrain the embedding model: prepare -> (evaluate champion | train -> evaluate base and
+fine-tuned, which train has put in the evaluation cache) -> report (comparison + promotion
+gate) -> register (MLflow version, challenger/champion aliases) -> publish (Hub push, only when
+promoted and a repo is set) -> commit_watermark (Argilla runs: move the annotation watermark to
+what this run trained on).
 
 Runs nightly (``EMBED_RETRAIN_CRON``, UTC) OR when the watcher DAG updates the
 ``argilla_annotations`` asset, and from the trigger form. With ``EMBED_ARGILLA_DATASET`` set, the
@@ -75,8 +76,10 @@ with DAG(
     register = step_operator("register")
     publish = step_operator("publish")
 
-    prepare >> [evaluate_base, evaluate_champion, train]
-    train >> evaluate_finetuned
+    prepare >> [evaluate_champion, train]
+    # train evaluates the base model (which it loads anyway) and the model it saved into the
+    # evaluation cache: both evaluate tasks read it there and only evaluate when it is missing
+    train >> [evaluate_base, evaluate_finetuned]
     [evaluate_base, evaluate_champion, evaluate_finetuned] >> report >> register >> publish
 
     commit_watermark = CommitWatermarkOperator(task_id="commit_watermark")

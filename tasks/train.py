@@ -9,9 +9,10 @@ Reads ``data/train.jsonl`` (and ``data/val.json`` for checkpoint selection), tra
 - ``summary.json`` (written last): runtime, samples/s, best checkpoint, hardware, precision,
   the token limit the training batches were cut at (``max_seq_length``), and the processes.
 
-After ``summary.json`` the step evaluates the saved model on the eval split into the evaluation
-cache (:func:`prime_evaluation`), so the ``evaluate --model finetuned`` process that follows reads
-the result instead of importing the stack and loading the model again.
+The step also evaluates the base model (before training, single process) and the saved model
+(after ``summary.json``) on the eval split into the evaluation cache (:func:`prime_evaluation`), so
+the ``evaluate`` tasks that follow it read the results instead of importing the stack and loading
+the models again.
 
 With ``max_seq_length = 0`` (the default) training batches are cut at a length chosen from the
 training texts (:func:`length_from_data`), while validation, the saved model and so the evaluate
@@ -282,14 +283,18 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     # the snapshot prepare fingerprinted, not whatever the id resolves to today
-    model_dir = Path(read_json(data_dir / "manifest.json")["base_model"]["path"])
+    base = read_json(data_dir / "manifest.json")["base_model"]
+    model_dir, base_fp = Path(base["path"]), base.get("fingerprint")
     if not (model_dir / "config.json").exists():
-        model_dir = resolve_model(cfg.base_model)
+        model_dir, base_fp = resolve_model(cfg.base_model), None
     dim = model_dimension(model_dir)
     if dim is not None and max(cfg.matryoshka_dims) > dim:
         raise InvalidInputError(
             f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's dimension {dim}"
         )
+    if processes == 1:
+        # the base model's evaluation, while nothing else is in memory (see prime_evaluation)
+        prime_evaluation(cfg, run_dir, model_dir, "base", base_fp)
     model = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
     prompts = _column_prompts(model, "negative" in columns)
     model_limit = model.max_seq_length
@@ -439,19 +444,26 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     del trainer, loss, model, evaluator
     if device == "cuda":
         torch.cuda.empty_cache()
-    prime_evaluation(cfg, run_dir, model_out)
+    prime_evaluation(cfg, run_dir, model_out, "fine-tuned")
     return summary
 
 
-def prime_evaluation(cfg: RunConfig, run_dir: Path, model_dir: Path) -> None:
-    """Evaluate the saved model on the run's eval split now, into the evaluation cache.
+def prime_evaluation(
+    cfg: RunConfig,
+    run_dir: Path,
+    model_dir: Path,
+    label: str,
+    model_fingerprint: str | None = None,
+) -> None:
+    """Evaluate a model on the run's eval split into the evaluation cache, in this process.
 
-    This process has imported the training stack already; ``evaluate --model finetuned`` then
-    finds the result by the model's fingerprint and skips its own import and model load (10-15 s
-    a run on a small CPU). The model is loaded back from ``model_dir`` and evaluated by the
-    evaluate step's own code, so the metrics are the ones that step would compute. It runs after
-    ``summary.json`` is written: a failure or an interruption here costs nothing but the saving,
-    and the evaluate step evaluates itself.
+    The train step imports the training stack and loads the base model anyway. It evaluates the
+    base model before training and the saved model after it, so ``evaluate --model base`` and
+    ``evaluate --model finetuned`` (which the DAG runs after ``train``) find their results by
+    fingerprint instead of each starting a process that imports the stack and loads a model again
+    (10-15 s on a small CPU; a container start more with the docker and kubernetes runners). The
+    evaluate step's own code runs on the folder, so the metrics are the ones that step would
+    compute. A failure here costs only the saving: the evaluate step evaluates itself.
     """
     from tasks.evaluate import evaluate_for_run
 
@@ -463,18 +475,19 @@ def prime_evaluation(cfg: RunConfig, run_dir: Path, model_dir: Path) -> None:
             run_dir,
             model_dir,
             eval_fingerprint=manifest["fingerprints"]["eval"],
-            model_fingerprint=None,
+            model_fingerprint=model_fingerprint,
         )
     except Exception as exc:  # noqa: BLE001 - the evaluate step is the fallback
         print(
-            f"train: the fine-tuned model was not evaluated here ({type(exc).__name__}: {exc}); "
+            f"train: the {label} model was not evaluated here ({type(exc).__name__}: {exc}); "
             "the evaluate step will do it",
             flush=True,
         )
         return
+    how = "found in the cache" if result.get("cached") else "evaluated"
     print(
-        f"train: evaluated the fine-tuned model (fingerprint {result['model_fingerprint']}) "
-        f"in {time.perf_counter() - started:.1f}s; the evaluate step reads it from the cache",
+        f"train: {label} model (fingerprint {result['model_fingerprint']}) {how} in "
+        f"{time.perf_counter() - started:.1f}s for the evaluate step",
         flush=True,
     )
 

@@ -43,6 +43,9 @@ def test_settings(dagbag):
         "commit_watermark",
     }
     assert dag.get_task("train").upstream_task_ids == {"prepare"}
+    # train puts both evaluations in the cache: the evaluate tasks follow it and read them
+    assert dag.get_task("evaluate_base").upstream_task_ids == {"train"}
+    assert dag.get_task("evaluate_finetuned").upstream_task_ids == {"train"}
     assert dag.get_task("evaluate_champion").upstream_task_ids == {"prepare"}
     assert dag.get_task("report").upstream_task_ids == {
         "evaluate_base",

@@ -50,9 +50,10 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
         summaries[" ".join(argv)] = summary
     assert summary["model_version"] == "1"
 
-    # train evaluated its model into the cache: the evaluate step read it, and evaluating afresh
-    # gives the same numbers
+    # train evaluated the base model and its own into the cache: the evaluate steps read them,
+    # and evaluating afresh gives the same numbers
     assert summaries["evaluate --model finetuned"]["cached"] is True
+    assert summaries["evaluate --model base"]["cached"] is True  # evaluated by train, before it
     primed = json.loads((run_dir / "eval" / "finetuned.json").read_text())
     (run_dir / "eval" / "finetuned.json").unlink()
     code, out, err = run_cli(
