@@ -32,18 +32,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import machine_info, update_docs  # noqa: E402
+from bench.orchestration import TASKS  # noqa: E402
 
 TEST = "tests/deploy/test_docker_runner_e2e.py::test_docker_runner_matches_the_local_runner"
-STEPS = (
-    "prepare",
-    "evaluate_base",
-    "evaluate_champion",
-    "train",
-    "evaluate_finetuned",
-    "report",
-    "register",
-    "publish",
-)
+STEPS = tuple(TASKS)
 
 
 def measure() -> dict[str, Any]:

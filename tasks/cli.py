@@ -110,7 +110,7 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
         result = read_json(out)
     else:
         from tasks.evaluate import evaluate_for_run
-        from tasks.models import resolve_model
+        from tasks.models import prepared_base_model
 
         manifest_path = run_dir / "data" / "manifest.json"
         if not manifest_path.exists():
@@ -118,11 +118,7 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
         manifest = read_json(manifest_path)
         model_fp = None
         if which == "base":
-            # the snapshot prepare fingerprinted, not whatever the id resolves to today
-            model_dir = Path(manifest["base_model"]["path"])
-            model_fp = manifest["base_model"].get("fingerprint")
-            if not (model_dir / "config.json").exists():
-                model_dir, model_fp = resolve_model(cfg.base_model), None
+            model_dir, model_fp = prepared_base_model(manifest, cfg.base_model)
         else:
             model_dir = run_dir / "train" / "model"
             if not (run_dir / "train" / "summary.json").exists():

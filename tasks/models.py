@@ -70,6 +70,17 @@ def resolve_model(ref: str) -> Path:
         ) from None
 
 
+def prepared_base_model(manifest: dict, ref: str) -> tuple[Path, str | None]:
+    """The base model a run uses and its fingerprint: the snapshot ``prepare`` fingerprinted
+    (``manifest["base_model"]``), not whatever ``ref`` resolves to today; ``ref`` resolved afresh
+    (fingerprint unknown) only when that snapshot is gone."""
+    base = manifest.get("base_model") or {}
+    model_dir = Path(base.get("path") or "")
+    if base.get("path") and (model_dir / "config.json").exists():
+        return model_dir, base.get("fingerprint")
+    return resolve_model(ref), None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)

@@ -40,7 +40,13 @@ from typing import Any
 from tasks import launch
 from tasks.config import RunConfig
 from tasks.io import InvalidInputError, StepError, read_json, read_jsonl, write_json
-from tasks.models import best_device, hardware_info, load_model, model_dimension, resolve_model
+from tasks.models import (
+    best_device,
+    hardware_info,
+    load_model,
+    model_dimension,
+    prepared_base_model,
+)
 
 
 def precision_flags(precision: str, device: str) -> dict[str, bool]:
@@ -282,11 +288,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if flags["tf32"]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    # the snapshot prepare fingerprinted, not whatever the id resolves to today
-    base = read_json(data_dir / "manifest.json")["base_model"]
-    model_dir, base_fp = Path(base["path"]), base.get("fingerprint")
-    if not (model_dir / "config.json").exists():
-        model_dir, base_fp = resolve_model(cfg.base_model), None
+    model_dir, base_fp = prepared_base_model(read_json(data_dir / "manifest.json"), cfg.base_model)
     dim = model_dimension(model_dir)
     if dim is not None and max(cfg.matryoshka_dims) > dim:
         raise InvalidInputError(

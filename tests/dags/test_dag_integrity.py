@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, STEP_TASKS
 
 pytestmark = pytest.mark.dag
 
@@ -31,17 +31,11 @@ def test_settings(dagbag):
     assert dag.timetable.timetable.expression == "0 3 * * *"  # cron OR the annotations asset
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
-    assert {t.task_id for t in dag.tasks} == {
-        "prepare",
-        "evaluate_base",
-        "train",
-        "evaluate_finetuned",
-        "evaluate_champion",
-        "report",
-        "register",
-        "publish",
-        "commit_watermark",
-    }
+    # the step tasks other tests and the benchmarks list, in an order the DAG can run them
+    order = [*STEP_TASKS, "commit_watermark"]
+    assert {t.task_id for t in dag.tasks} == set(order)
+    for i, task_id in enumerate(order):
+        assert dag.get_task(task_id).upstream_task_ids <= set(order[:i]), task_id
     assert dag.get_task("train").upstream_task_ids == {"prepare"}
     # train puts both evaluations in the cache: the evaluate tasks follow it and read them
     assert dag.get_task("evaluate_base").upstream_task_ids == {"train"}

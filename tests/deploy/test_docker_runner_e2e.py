@@ -17,20 +17,12 @@ import uuid
 from typing import Any
 
 import pytest
+from conftest import STEP_TASKS as SHARED_STEP_TASKS
 from conftest import make_pairs, service_unavailable, write_jsonl
 
 pytestmark = pytest.mark.services
 
-STEP_TASKS = {
-    "prepare",
-    "evaluate_base",
-    "evaluate_champion",
-    "train",
-    "evaluate_finetuned",
-    "report",
-    "register",
-    "publish",
-}
+STEP_TASKS = set(SHARED_STEP_TASKS)
 # Same torch wheel, seed, data and CPU: the weights and metrics came out bit-identical here. The
 # image resolves its dependencies apart from the host venv (which also has Airflow's pins), so a
 # float-rounding margin is allowed; a real difference (another model, data or split) is far larger.

@@ -12,21 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import make_pairs, tiny_options, write_jsonl
+from conftest import TRAINING_STEPS, make_pairs, tiny_options, write_jsonl
 
 pytestmark = [pytest.mark.services, pytest.mark.dag]
 
 RETRAIN = "retrain_embeddings"
-#: Steps that must succeed in every run that trains; ``publish`` is skipped without a Hub repo.
-TRAINING_STEPS = (
-    "prepare",
-    "evaluate_base",
-    "evaluate_champion",
-    "train",
-    "evaluate_finetuned",
-    "report",
-    "register",
-)
 
 
 def conf_from_options(options: list[str]) -> dict[str, Any]:

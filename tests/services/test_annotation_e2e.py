@@ -25,22 +25,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_pairs
+from conftest import TRAINING_STEPS, make_pairs
 
 pytestmark = [pytest.mark.services, pytest.mark.dag]
 
 WATCHER = "watch_annotations"
 RETRAIN = "retrain_embeddings"
 ANNOTATORS = ("annotator-1", "annotator-2")
-TRAINING_STEPS = (
-    "prepare",
-    "evaluate_base",
-    "evaluate_champion",
-    "train",
-    "evaluate_finetuned",
-    "report",
-    "register",
-)
 
 
 def _utc(text: str | None) -> datetime | None:

@@ -181,3 +181,14 @@ def test_a_positive_max_seq_length_is_the_limit_everywhere(tmp_path, tiny_model_
     summary = train(cfg, run_dir)
     assert summary["max_seq_length"] == summary["model_max_seq_length"] == 48
     assert load_model(run_dir / "train" / "model", device="cpu").max_seq_length == 48
+
+
+def test_prepared_base_model_is_the_fingerprinted_snapshot(tmp_path, tiny_model_dir):
+    """train and evaluate base read the snapshot prepare fingerprinted; the reference is
+    resolved afresh, with no fingerprint, only when that snapshot is gone."""
+    from tasks.models import prepared_base_model
+
+    manifest = {"base_model": {"path": str(tiny_model_dir), "fingerprint": "abc"}}
+    assert prepared_base_model(manifest, "pkg:not_installed") == (tiny_model_dir, "abc")
+    gone = {"base_model": {"path": str(tmp_path / "gone"), "fingerprint": "abc"}}
+    assert prepared_base_model(gone, str(tiny_model_dir)) == (tiny_model_dir, None)
