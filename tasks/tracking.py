@@ -2,7 +2,7 @@
 
 One MLflow run per Airflow DAG run (found again by its ``airflow_dag_id``/``airflow_run_id`` tags
 on retries), holding: the config as params, hardware and library versions, per-dim metrics of both
-models, the training curves, the chart (``log_figure``), the report, the data snapshot as dataset
+models, the training curves, the report with its charts, the data snapshot as dataset
 inputs, and the fine-tuned model logged with the ``sentence_transformers`` flavor and registered as
 a new version of ``registered_model_name``, tagged with the Airflow ids, data/eval fingerprints,
 annotation watermark, model fingerprint and gate value. The version then gets the alias
@@ -35,6 +35,9 @@ from tasks.io import (
 from tasks.promotion import apply_decision
 
 SIMILARITY_PART = r"_(cosine|dot|euclidean|manhattan)_"
+#: What the report step writes and register logs under ``report/`` (the history chart only once
+#: a version exists to draw).
+REPORT_ARTIFACTS = ("report.md", "metrics.json", "gate.json", "ndcg_by_dim.png", "gate_history.png")
 CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
@@ -263,12 +266,11 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
         mlflow.log_dict(train_summary["hardware"], "environment/hardware.json")
         mlflow.log_dict(manifest, "data/manifest.json")
-        mlflow.log_artifact(str(run_dir / "report" / "report.md"), "report")
-        mlflow.log_artifact(str(run_dir / "report" / "metrics.json"), "report")
-        mlflow.log_artifact(str(run_dir / "report" / "gate.json"), "report")
-        if (run_dir / "report" / "gate_history.png").exists():
-            mlflow.log_artifact(str(run_dir / "report" / "gate_history.png"), "report")
-        _log_chart(run_dir)
+        # the report step's files as they are, its charts included (no second drawing here)
+        for name in REPORT_ARTIFACTS:
+            path = run_dir / "report" / name
+            if path.exists() or name != "gate_history.png":
+                mlflow.log_artifact(str(path), "report")
 
         version = _register_model(client, cfg, run_dir, run_id, version_tags)
         applied = apply_decision(client, cfg.registered_model_name, version, gate)
@@ -313,18 +315,6 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         flush=True,
     )
     return summary
-
-
-def _log_chart(run_dir: Path) -> None:
-    """Log the base vs fine-tuned chart with ``mlflow.log_figure``."""
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    from tasks.report import chart_figure, load_evaluations
-
-    fig = chart_figure(load_evaluations(run_dir))
-    mlflow.log_figure(fig, "report/ndcg_by_dim.png")
-    plt.close(fig)
 
 
 def dataset_source_uri(source: dict[str, Any]) -> str:

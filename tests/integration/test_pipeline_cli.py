@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import last_json, make_pairs, run_cli, tiny_options, write_jsonl
@@ -91,6 +92,9 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
     assert client.get_metric_history(run.info.run_id, "train_loss")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/ndcg_by_dim.png", "report/report.md", "report/metrics.json"} <= artifacts
+    # the chart in MLflow is the report step's own file, not a second drawing
+    logged = client.download_artifacts(run.info.run_id, "report/ndcg_by_dim.png", str(tmp_path))
+    assert Path(logged).read_bytes() == (run_dir / "report" / "ndcg_by_dim.png").read_bytes()
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
     assert contexts == {"training", "evaluation"}
     version = client.get_model_version("tiny-embedder", "1")

@@ -145,7 +145,7 @@ def test_the_key_stays_out_of_the_task_log_and_the_xcom(monkeypatch, tmp_path, c
         "'got_key': os.environ.get('ARGILLA_API_KEY') == " + repr(KEY) + "}))\n"
     )
     monkeypatch.setenv("EMBED_TASKS_PYTHON", str(tmp_path / "python"))
-    (tmp_path / "python").write_text(f"#!/bin/sh\nshift 2\nexec python3 {fake} \"$@\"\n")
+    (tmp_path / "python").write_text(f'#!/bin/sh\nshift 2\nexec python3 {fake} "$@"\n')
     (tmp_path / "python").chmod(0o755)
     ti = SimpleNamespace(
         dag_id="retrain_embeddings", run_id="manual__1", task_id="prepare", try_number=1
