@@ -40,6 +40,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,101 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
+#: Options the test stack shortens (so tests find the DAG quickly) that the deployment arm sets
+#: back to Airflow's own defaults: it measures what a deployment runs, not what tests need.
+STACK_DEFAULT_OPTIONS = (
+    ("dag_processor", "refresh_interval"),
+    ("dag_processor", "min_file_process_interval"),
+    ("dag_processor", "bundle_refresh_check_interval"),
+    ("scheduler", "scheduler_heartbeat_sec"),
+    ("scheduler", "job_heartbeat_sec"),
+    ("triggerer", "job_heartbeat_sec"),
+)
+#: Process kinds the CPU meter tells apart, by command line (first match wins).
+CPU_KINDS = (("steps", " -m tasks "), ("airflow", "airflow"), ("postgres", "postgres"))
+
+
+def airflow_default_env(options: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """``AIRFLOW__SECTION__KEY`` variables holding Airflow's own defaults for ``options``."""
+    from airflow.configuration import conf as airflow_conf
+
+    return {
+        f"AIRFLOW__{section.upper()}__{key.upper()}": str(
+            airflow_conf.get_default_value(section, key)
+        )
+        for section, key in options
+    }
+
+
+class CpuMeter:
+    """CPU seconds this machine spends while the meter runs: all of it (``/proc/stat``) and, by
+    sampling ``/proc/<pid>/stat`` every ``interval`` s, how much went to each kind of process
+    (:data:`CPU_KINDS`). A process that exits between two samples loses at most its last
+    ``interval`` s; "other" is the machine's total less the kinds. Linux only."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._base: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        self._kind: dict[int, str] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _busy_ticks() -> int:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields) - fields[3] - fields[4]  # less idle and iowait
+
+    def _sample(self, first: bool = False) -> None:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            try:
+                with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks = int(fields[11]) + int(fields[12])
+                if pid not in self._kind:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+                    self._kind[pid] = next((k for k, mark in CPU_KINDS if mark in cmd), "other")
+            except (OSError, IndexError, ValueError):
+                continue
+            if first:
+                self._base[pid] = ticks
+            self._last[pid] = ticks
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> CpuMeter:
+        self._started, self._busy0 = time.time(), self._busy_ticks()
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        wall, busy = time.time() - self._started, (self._busy_ticks() - self._busy0) / self._tick
+        kinds = {kind: 0.0 for kind, _ in CPU_KINDS}
+        for pid, ticks in self._last.items():
+            kind = self._kind.get(pid, "other")
+            if kind in kinds:
+                kinds[kind] += (ticks - self._base.get(pid, 0)) / self._tick
+        return {
+            "wall_s": wall,
+            "busy_s": busy,
+            **{f"{kind}_s": value for kind, value in kinds.items()},
+            "other_s": max(0.0, busy - sum(kinds.values())),
+        }
+
+
 def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
     """The DAG as a deployment runs it: PostgreSQL, api-server, scheduler (LocalExecutor,
     parallelism 4), triggerer and dag-processor already up (``tests/support/airflow_stack.py``),
@@ -395,7 +491,8 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
         sys.path.insert(0, tests_dir)
     from support.airflow_stack import AirflowStack
 
-    stack = AirflowStack(root, env={"EMBED_BASE_MODEL": conf["base_model"]})
+    env = {"EMBED_BASE_MODEL": conf["base_model"], **airflow_default_env(STACK_DEFAULT_OPTIONS)}
+    stack = AirflowStack(root, env=env)
     # A deployment has run tasks before: each LocalExecutor worker pays a one-time start (several
     # seconds: bundles, plugins) on its first task. A short warm-up run on 64 of the pairs, with
     # another seed and model name (so no cache and no champion carries over), pays it first.
@@ -422,8 +519,10 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
         warmup_s = time.time() - started
         runs: dict[str, Any] = {}
         for name in ("full", "noop"):
+            meter = CpuMeter().start() if Path("/proc/stat").exists() else None
             run_id = stack.trigger(DAG_ID, conf)
             result = stack.wait_for_run(DAG_ID, run_id, timeout=7200)
+            cpu = meter.stop() if meter else None
             run = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
             tis = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
             queued, start, end = (_ts(run.get(k)) for k in ("queued_at", "start_date", "end_date"))
@@ -445,6 +544,7 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
                 "end": end,
                 "run_s": (end - (queued or start)) if end and (queued or start) else None,
                 "tasks": tasks,
+                "cpu": cpu,
             }
             if result.state != "success":
                 raise SystemExit(f"the stack run {run_id} ended {result.state}: {result.tasks}")
@@ -480,6 +580,8 @@ def stack_breakdown(stack: dict[str, Any], inprocess: list[dict[str, Any]]) -> d
             }
             for task, t in sorted(tasks.items(), key=lambda kv: kv[1]["start"] or 0)
         },
+        "cpu": full.get("cpu"),
+        "inprocess_cpu_s": statistics.fmean(arm["cpu_s"] for arm in inprocess),
         "noop_run_s": noop["run_s"],
         "noop_ratio": noop["run_s"] / full["run_s"],
         "noop_tasks": {task: t["state"] for task, t in noop["tasks"].items()},
@@ -779,7 +881,8 @@ def stack_markdown(s: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "The same conf triggered through the REST API of a running deployment (PostgreSQL, "
-        "api-server, scheduler with the LocalExecutor at parallelism 4, triggerer, dag-processor; "
+        "api-server, scheduler with the LocalExecutor at parallelism 4, triggerer, dag-processor, "
+        "at Airflow's default intervals; "
         f"started in {s['startup_s']:.0f} s and warmed by a short run on 64 pairs, "
         f"{s['warmup_s']:.0f} s, neither counted), then again (the no-op night). Tasks that do "
         "not depend on each other run at once, as in production:",
@@ -804,6 +907,27 @@ def stack_markdown(s: dict[str, Any]) -> list[str]:
         start = "" if t.get("offset_s") is None else f"{t['offset_s']:.1f}"
         duration = "" if t["duration_s"] is None else f"{t['duration_s']:.1f} s"
         lines.append(f"| {task}{state} | {start} | {duration} |")
+    cpu = s.get("cpu")
+    if cpu:
+        run = cpu["wall_s"]
+        lines += [
+            "",
+            "Where the machine's CPU went during the deployed run (sampled from `/proc` every "
+            "0.5 s; average cores = CPU s / the run's wall):",
+            "",
+            "| processes | CPU | average cores |",
+            "|---|---:|---:|",
+            f"| the step processes (`python -m tasks <step>`) | {cpu['steps_s']:.1f} s | "
+            f"{cpu['steps_s'] / run:.2f} |",
+            f"| Airflow (scheduler, dag-processor, triggerer, api-server, task supervisors) | "
+            f"{cpu['airflow_s']:.1f} s | {cpu['airflow_s'] / run:.2f} |",
+            f"| PostgreSQL | {cpu['postgres_s']:.1f} s | {cpu['postgres_s'] / run:.2f} |",
+            f"| everything else (the benchmark's polling, the kernel, ...) | "
+            f"{cpu['other_s']:.1f} s | {cpu['other_s'] / run:.2f} |",
+            f"| all, in {run:.0f} s | {cpu['busy_s']:.1f} s | {cpu['busy_s'] / run:.2f} |",
+            f"| the steps in one Python process (mean of the arms above) | "
+            f"{s['inprocess_cpu_s']:.1f} s | |",
+        ]
     return lines
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -93,6 +96,10 @@ def test_orchestration_benchmark_small(tmp_path, tiny_model_dir):
     assert s["task_s_sum"] > 0
     assert s["noop_tasks"]["prepare"] == "skipped" and s["noop_tasks"]["train"] == "skipped"
     assert 0 < s["noop_run_s"] < s["run_s"] and s["noop_ratio"] < 1
+    # the machine's CPU during the run, by kind of process: the steps and Airflow both worked
+    cpu = s["cpu"]
+    assert cpu["wall_s"] >= s["run_s"] * 0.9 and cpu["steps_s"] > 0 and cpu["airflow_s"] > 0
+    assert cpu["busy_s"] >= cpu["steps_s"] * 0.9 and cpu["other_s"] >= 0
 
     floor = result["process_floor"]["sentence_transformers"]
     assert floor["import_s"] > 0 and floor["exit_s"] >= 0 and floor["exit_frozen_s"] >= 0
@@ -164,6 +171,15 @@ def test_markdown_states_targets():
         "scheduling_s": 0.5,
         "noop_run_s": 4.0,
         "noop_ratio": 0.04,
+        "cpu": {
+            "wall_s": 100.0,
+            "busy_s": 180.0,
+            "steps_s": 150.0,
+            "airflow_s": 20.0,
+            "postgres_s": 5.0,
+            "other_s": 5.0,
+        },
+        "inprocess_cpu_s": 160.0,
         "tasks": {
             "prepare": {"state": "success", "duration_s": 0.6, "offset_s": 0.5},
             "publish": {"state": "skipped", "duration_s": 0.5, "offset_s": 99.0},
@@ -175,3 +191,18 @@ def test_markdown_states_targets():
     assert "| DAG run on the deployment, trigger to end | 100.0 s |" in text
     assert "Deployed overhead met (target < 10%)" in text
     assert "| publish (skipped) | 99.0 | 0.5 s |" in text
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the CPU meter reads Linux's /proc")
+def test_cpu_meter_tells_step_processes_apart():
+    from bench.orchestration import CpuMeter
+
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    meter = CpuMeter(interval=0.2).start()
+    # a busy process named like a step (caught by its command line) and an idle one
+    subprocess.run(["bash", "-c", f"exec -a 'python -m tasks spin' {sys.executable} -c '{spin}'"])
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    cpu = meter.stop()
+    assert cpu["wall_s"] >= 2.0
+    assert 1.0 <= cpu["steps_s"] <= 1.7, cpu
+    assert cpu["busy_s"] >= cpu["steps_s"] - 0.05 and cpu["other_s"] >= 0
