@@ -48,6 +48,7 @@ from typing import Any
 import httpx
 
 from support.mlflow_server import free_port
+from support.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,25 +69,6 @@ def _tail(path: Path, chars: int = 4000) -> str:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
         return "(no log)"
-
-
-def _stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM the process group ``proc`` leads, then SIGKILL it if it does not go in time."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # children (task processes, uvicorn workers) may outlive their leader
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if proc.poll() is None:
-        proc.wait(timeout=10)
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
@@ -266,7 +248,7 @@ class PostgresServer:
                 try:
                     self.proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
-                    _stop_group(self.proc, timeout=5)
+                    stop_group(self.proc, timeout=5)
             self._log.close()
             self.proc = None
         if self.root is not None:
@@ -454,7 +436,7 @@ class AirflowStack:
         for name in reversed(COMPONENTS):
             proc = self.procs.pop(name, None)
             if proc is not None:
-                _stop_group(proc)
+                stop_group(proc)
         for log in self._logs:
             log.close()
         self._logs.clear()

@@ -54,7 +54,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +62,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from support.processes import stop_groups
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "argilla_launch.py"
@@ -155,31 +156,6 @@ def ensure_server_venv(pins: tuple[str, ...] = SERVER_PINS, timeout: float = 120
 
 def _sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}?check_same_thread=False"
-
-
-def _stop_groups(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
-    """Stop processes started with ``start_new_session=True``, each with its whole group.
-
-    All get SIGTERM at once; whatever is left of a group after ``timeout`` seconds (or after its
-    leader exited: the worker's work-horse) gets SIGKILL.
-    """
-    for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if proc.poll() is None:
-            proc.wait(timeout=10)
 
 
 class ArgillaServer:
@@ -278,7 +254,7 @@ class ArgillaServer:
     def stop(self) -> None:
         """Stop the worker and the server, then Redis (each by its process group)."""
         for names in (("worker", "server"), ("redis",)):
-            _stop_groups([self._procs.pop(name) for name in names if name in self._procs])
+            stop_groups([self._procs.pop(name) for name in names if name in self._procs])
         for log in self._logs:
             log.close()
         self._logs.clear()

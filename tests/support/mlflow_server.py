@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from support.processes import stop_group
 
 
 def free_port() -> int:
@@ -85,21 +86,7 @@ class MlflowServer:
         """Stop the server and every process it started (its process group)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
-        else:
-            try:  # workers may outlive a parent that already exited
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_group(self.proc)
         self._log.close()
         self.proc = None
 
