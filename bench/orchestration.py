@@ -393,8 +393,21 @@ STACK_DEFAULT_OPTIONS = (
     ("scheduler", "job_heartbeat_sec"),
     ("triggerer", "job_heartbeat_sec"),
 )
-#: Process kinds the CPU meter tells apart, by command line (first match wins).
-CPU_KINDS = (("steps", " -m tasks "), ("airflow", "airflow"), ("postgres", "postgres"))
+#: Process kinds the CPU meter tells apart, by command line or process title (first match wins),
+#: with their labels. Airflow's LocalExecutor workers supervise the tasks; each task runs in a
+#: process titled ``airflow worker -- <ti id>`` that starts the step and relays its log.
+CPU_KINDS = (
+    ("steps", " -m tasks ", "the step processes (`python -m tasks <step>`)"),
+    ("postgres", "postgres", "PostgreSQL"),
+    ("executor", "LocalExecutor", "Airflow: LocalExecutor workers (task supervisors)"),
+    ("task_runner", "airflow worker --", "Airflow: task processes (start the step, relay its log)"),
+    ("scheduler", "airflow scheduler", "Airflow: scheduler"),
+    ("dag_processor", "airflow dag-processor", "Airflow: dag-processor and its parses"),
+    ("triggerer", "airflow triggerer", "Airflow: triggerer"),
+    ("api_server", "airflow api", "Airflow: api-server"),
+    ("airflow", "airflow", "Airflow: other processes"),
+)
+AIRFLOW_KINDS = ("executor", "task_runner", "scheduler", "dag_processor", "triggerer", "api_server")
 
 
 def airflow_default_env(options: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -440,10 +453,10 @@ class CpuMeter:
                 with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 ticks = int(fields[11]) + int(fields[12])
-                if pid not in self._kind:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-                    self._kind[pid] = next((k for k, mark in CPU_KINDS if mark in cmd), "other")
+                # read again every time: a forked process sets its own title after a while
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+                self._kind[pid] = next((k for k, mark, _ in CPU_KINDS if mark in cmd), "other")
             except (OSError, IndexError, ValueError):
                 continue
             if first:
@@ -465,7 +478,7 @@ class CpuMeter:
         self._thread.join()
         self._sample()
         wall, busy = time.time() - self._started, (self._busy_ticks() - self._busy0) / self._tick
-        kinds = {kind: 0.0 for kind, _ in CPU_KINDS}
+        kinds = {kind: 0.0 for kind, _, _ in CPU_KINDS}
         for pid, ticks in self._last.items():
             kind = self._kind.get(pid, "other")
             if kind in kinds:
@@ -475,6 +488,7 @@ class CpuMeter:
             "busy_s": busy,
             **{f"{kind}_s": value for kind, value in kinds.items()},
             "other_s": max(0.0, busy - sum(kinds.values())),
+            "airflow_all_s": sum(kinds[k] for k in (*AIRFLOW_KINDS, "airflow", "postgres")),
         }
 
 
@@ -917,13 +931,18 @@ def stack_markdown(s: dict[str, Any]) -> list[str]:
             "",
             "| processes | CPU | average cores |",
             "|---|---:|---:|",
-            f"| the step processes (`python -m tasks <step>`) | {cpu['steps_s']:.1f} s | "
-            f"{cpu['steps_s'] / run:.2f} |",
-            f"| Airflow (scheduler, dag-processor, triggerer, api-server, task supervisors) | "
-            f"{cpu['airflow_s']:.1f} s | {cpu['airflow_s'] / run:.2f} |",
-            f"| PostgreSQL | {cpu['postgres_s']:.1f} s | {cpu['postgres_s'] / run:.2f} |",
+        ]
+        airflow = cpu.get("airflow_all_s", 0.0)
+        for kind, _, label in CPU_KINDS:
+            if f"{kind}_s" in cpu:
+                lines.append(
+                    f"| {label} | {cpu[f'{kind}_s']:.1f} s | {cpu[f'{kind}_s'] / run:.2f} |"
+                )
+        lines += [
             f"| everything else (the benchmark's polling, the kernel, ...) | "
             f"{cpu['other_s']:.1f} s | {cpu['other_s'] / run:.2f} |",
+            f"| **Airflow and its PostgreSQL, together** | **{airflow:.1f} s** | "
+            f"**{airflow / run:.2f}** |",
             f"| all, in {run:.0f} s | {cpu['busy_s']:.1f} s | {cpu['busy_s'] / run:.2f} |",
             f"| the steps in one Python process (mean of the arms above) | "
             f"{s['inprocess_cpu_s']:.1f} s | |",
