@@ -410,6 +410,21 @@ CPU_KINDS = (
 AIRFLOW_KINDS = ("executor", "task_runner", "scheduler", "dag_processor", "triggerer", "api_server")
 
 
+def deployment_settings(compose: Path = ROOT / "docker-compose.yaml") -> dict[str, str]:
+    """The Airflow tuning the shipped deployment sets (``AIRFLOW__WORKERS__*``,
+    ``AIRFLOW__SCHEDULER__*``, ... in ``docker-compose.yaml``), without its connections, secrets
+    and paths."""
+    import yaml
+
+    env = yaml.safe_load(compose.read_text(encoding="utf-8"))["x-airflow"]["environment"]
+    sections = ("WORKERS", "SCHEDULER", "DAG_PROCESSOR", "TRIGGERER")
+    return {
+        key: str(value)
+        for key, value in env.items()
+        if key.startswith(tuple(f"AIRFLOW__{s}__" for s in sections)) and "${" not in str(value)
+    }
+
+
 def airflow_default_env(options: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """``AIRFLOW__SECTION__KEY`` variables holding Airflow's own defaults for ``options``."""
     from airflow.configuration import conf as airflow_conf
@@ -494,7 +509,8 @@ class CpuMeter:
 
 def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
     """The DAG as a deployment runs it: PostgreSQL, api-server, scheduler (LocalExecutor,
-    parallelism 4), triggerer and dag-processor already up (``tests/support/airflow_stack.py``),
+    parallelism 4), triggerer and dag-processor already up (``tests/support/airflow_stack.py``,
+    at Airflow's default intervals plus the Airflow settings of ``docker-compose.yaml``),
     a run triggered through the REST API with ``conf``, then the same conf again (the no-op
     night). Times come from the run's and task instances' own timestamps: the run from its
     trigger (``queued_at``) to its end, so the scheduler's latency counts. Tasks that do not
@@ -505,7 +521,11 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
         sys.path.insert(0, tests_dir)
     from support.airflow_stack import AirflowStack
 
-    env = {"EMBED_BASE_MODEL": conf["base_model"], **airflow_default_env(STACK_DEFAULT_OPTIONS)}
+    env = {
+        "EMBED_BASE_MODEL": conf["base_model"],
+        **airflow_default_env(STACK_DEFAULT_OPTIONS),
+        **deployment_settings(),
+    }
     stack = AirflowStack(root, env=env)
     # A deployment has run tasks before: each LocalExecutor worker pays a one-time start (several
     # seconds: bundles, plugins) on its first task. A short warm-up run on 64 of the pairs, with
@@ -896,7 +916,7 @@ def stack_markdown(s: dict[str, Any]) -> list[str]:
         "",
         "The same conf triggered through the REST API of a running deployment (PostgreSQL, "
         "api-server, scheduler with the LocalExecutor at parallelism 4, triggerer, dag-processor, "
-        "at Airflow's default intervals; "
+        "at Airflow's default intervals and `docker-compose.yaml`'s Airflow settings; "
         f"started in {s['startup_s']:.0f} s and warmed by a short run on 64 pairs, "
         f"{s['warmup_s']:.0f} s, neither counted), then again (the no-op night). Tasks that do "
         "not depend on each other run at once, as in production:",
