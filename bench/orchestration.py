@@ -444,7 +444,6 @@ class CpuMeter:
     ``interval`` s; "other" is the machine's total less the kinds. Linux only."""
 
     def __init__(self, interval: float = 0.5) -> None:
-
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
