@@ -35,8 +35,7 @@ from tasks.io import (
 from tasks.promotion import apply_decision
 
 SIMILARITY_PART = r"_(cosine|dot|euclidean|manhattan)_"
-#: What the report step writes and register logs under ``report/`` (the history chart only once
-#: a version exists to draw).
+#: What the report step writes (:func:`tasks.report.report`), logged as it is under ``report/``.
 REPORT_ARTIFACTS = ("report.md", "metrics.json", "gate.json", "ndcg_by_dim.png", "gate_history.png")
 CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
@@ -268,9 +267,7 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         mlflow.log_dict(manifest, "data/manifest.json")
         # the report step's files as they are, its charts included (no second drawing here)
         for name in REPORT_ARTIFACTS:
-            path = run_dir / "report" / name
-            if path.exists() or name != "gate_history.png":
-                mlflow.log_artifact(str(path), "report")
+            mlflow.log_artifact(str(run_dir / "report" / name), "report")
 
         version = _register_model(client, cfg, run_dir, run_id, version_tags)
         applied = apply_decision(client, cfg.registered_model_name, version, gate)
