@@ -9,8 +9,10 @@ helps. Per step: wall time, peak RSS (``wait4`` of the step's process) and CPU s
 - ``prepare``: the whole step (load, clean, split, build retrieval sets, fingerprint).
 - ``train``: a fixed number of optimizer steps per size (the benchmark caps ``max_steps``; the
   product trains whole epochs), so time per step should stay flat; what grows is the setup
-  (dataset, sampler), the validation at the end of the epoch (its corpus is every document,
-  ``eval_corpus=all``) and memory.
+  (dataset, sampler), the validation at the end of the epoch (the validation queries against
+  their documents plus a seeded sample of the others, ``val_corpus_size`` in all) and memory.
+  The train process also evaluates the base model before training and the saved model after
+  it (the evaluation cache), so its setup and its end grow with the eval set.
 - ``evaluate --model base --no-cache``: the eval queries against every document.
 
 Usage::
@@ -456,7 +458,14 @@ def run_size(
         "data": stats,
         "counts": {
             k: counts[k]
-            for k in ("pairs", "train_pairs", "val_queries", "eval_queries", "eval_corpus")
+            for k in (
+                "pairs",
+                "train_pairs",
+                "val_queries",
+                "val_corpus",
+                "eval_queries",
+                "eval_corpus",
+            )
         },
         "prepare": {
             **prepare.record(),
@@ -576,9 +585,9 @@ def markdown(result: dict[str, Any]) -> str:
         "```",
         "",
         "| model | pairs | eval queries x docs | prepare | train "
-        f"({result['steps']} steps) | train setup | s/step (CPU s) | val eval | evaluate "
-        "| encode | peak RSS prepare / train / evaluate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"({result['steps']} steps) | train setup | s/step (CPU s) | val queries x docs "
+        "| val eval | evaluate | encode | peak RSS prepare / train / evaluate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         c, p, t, e = r["counts"], r["prepare"], r["train"], r["evaluate"]
@@ -586,7 +595,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['label']} | {r['size']:,} | {c['eval_queries']:,} x {c['eval_corpus']:,} "
             f"| {p['wall_s']:.1f} s | {t['wall_s']:.1f} s | {t['setup_s']:.1f} s "
             f"| {t['step_s_median']:.2f} s{_cpu_cell(t.get('step_cpu_s_median'))} "
-            f"| {t['val_eval_s']:.1f} s | {e['wall_s']:.1f} s | {e.get('encode_s', 0):.1f} s "
+            f"| {_val_set(c)} | {t['val_eval_s']:.1f} s "
+            f"| {e['wall_s']:.1f} s | {e.get('encode_s', 0):.1f} s "
             f"| {p['max_rss_mb']:.0f} / {t['max_rss_mb']:.0f} / {e['max_rss_mb']:.0f} MB |"
         )
     if result["growth"]:
@@ -621,8 +631,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"CPU seconds (every core of the process) leave out the waiting for a busy machine's "
         f"cores, so they are steadier than wall time; "
         f"train runs {result['steps']} optimizer steps of batch {result['batch_size']} at every "
-        f"size, then validates once on every document (`eval_corpus=all`) and checkpoints; "
-        f"evaluate encodes the eval queries and every document. Synthetic pairs: documents "
+        f"size, then validates once (the validation queries against their documents plus a "
+        f"seeded sample of the others, `val_corpus_size` in all) and checkpoints; the train "
+        f"process also evaluates the base model before its first step (part of train setup) "
+        f"and the saved model at its end, into the evaluation cache that the DAG's evaluate "
+        f"tasks read; evaluate (`--no-cache`) encodes the eval queries and every document. "
+        f"Synthetic pairs: documents "
         f"median {d.get('doc_words_median')} words (p95 {d.get('doc_words_p95')}), queries "
         f"median {d.get('query_words_median')} words, about 3 queries per document. "
         f"{m['device_name']}, torch {m['torch']}, sentence-transformers "
@@ -633,22 +647,34 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _val_set(counts: dict[str, Any]) -> str:
+    if counts.get("val_corpus") is None:  # results recorded before the validation corpus count
+        return ""
+    return f"{counts['val_queries']:,} x {counts['val_corpus']:,}"
+
+
 def _extrapolations(rows: list[dict[str, Any]]) -> list[str]:
     """For a model measured at fewer sizes than another: what its validation and evaluation
-    would cost at the largest size measured, scaled by the document count (linear)."""
+    would cost at the largest size measured, each scaled by its own document count (linear)."""
     largest = max(rows, key=lambda r: r["size"], default=None)
     notes = []
     for model in dict.fromkeys(r["model"] for r in rows):
         own = max((r for r in rows if r["model"] == model), key=lambda r: r["size"])
         if largest is None or own["size"] >= largest["size"]:
             continue
-        factor = largest["counts"]["eval_corpus"] / own["counts"]["eval_corpus"]
-        seconds = (own["train"]["val_eval_s"] + own["evaluate"].get("encode_s", 0.0)) * factor
+        big, small = largest["counts"], own["counts"]
+        factor = big["eval_corpus"] / small["eval_corpus"]
+        val_docs = big.get("val_corpus") or big["eval_corpus"]
+        val_factor = val_docs / (small.get("val_corpus") or small["eval_corpus"])
+        validation = own["train"]["val_eval_s"] * val_factor
+        evaluation = own["evaluate"].get("encode_s", 0.0) * factor
         notes.append(
-            f"{own['label']} stops at {own['size']:,} pairs: at {largest['size']:,} pairs its "
-            f"validation and evaluation alone would encode {largest['counts']['eval_corpus']:,} "
-            f"documents twice, about {seconds / 3600:.1f} h here (its {own['size']:,}-pair times "
-            f"x {factor:.1f}, the document ratio)."
+            f"{own['label']} stops at {own['size']:,} pairs: at {largest['size']:,} pairs each "
+            f"validation ({val_docs:,} documents) would take about {validation / 60:.0f} min "
+            f"and each evaluation ({big['eval_corpus']:,} documents) about "
+            f"{evaluation / 60:.0f} min here (its {own['size']:,}-pair times x {val_factor:.1f} "
+            f"and x {factor:.1f}, the document ratios); a run evaluates twice, the base model "
+            f"and the fine-tuned one."
         )
     return notes
 

@@ -67,6 +67,8 @@ def test_scaling_benchmark_small(tmp_path, tiny_model_dir):
         assert r["counts"]["pairs"] == r["size"]
         # eval_corpus=all: evaluation retrieves among every document of the data
         assert r["counts"]["eval_corpus"] == r["data"]["documents"]
+        # validation: its own documents plus a sample of the rest, at most val_corpus_size
+        assert 0 < r["counts"]["val_corpus"] <= min(2000, r["counts"]["eval_corpus"])
         for step in ("prepare", "train", "evaluate"):
             assert r[step]["returncode"] == 0
             assert r[step]["wall_s"] > 0 and r[step]["max_rss_mb"] > 0
@@ -104,3 +106,24 @@ def test_peak_rss_is_the_step_process_own(tmp_path):
     assert 256 < big.max_rss_mb < 400 and big.cpu_s > 0 and big.wall_s > 0
     slow = run_measured([sys.executable, "-c", "import time; time.sleep(30)"], {}, timeout=1)
     assert slow.returncode != 0
+
+
+def test_extrapolation_scales_validation_and_evaluation_by_their_own_corpora():
+    from bench.scaling import _extrapolations
+
+    def row(model: str, size: int, val_docs: int, docs: int) -> dict:
+        return {
+            "model": model,
+            "label": model,
+            "size": size,
+            "counts": {"val_queries": 10, "val_corpus": val_docs, "eval_corpus": docs},
+            "train": {"val_eval_s": 100.0},
+            "evaluate": {"encode_s": 300.0},
+        }
+
+    rows = [row("big", 10_000, 2000, 3000), row("tiny", 100_000, 2500, 30_000)]
+    (note,) = _extrapolations(rows)
+    # validation x 1.25 (2,500 / 2,000 documents), evaluation x 10 (30,000 / 3,000)
+    assert "validation (2,500 documents) would take about 2 min" in note
+    assert "evaluation (30,000 documents) about 50 min" in note
+    assert "x 1.2 and x 10.0" in note
