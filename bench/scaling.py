@@ -9,8 +9,9 @@ helps. Per step: wall time, peak RSS (``wait4`` of the step's process) and CPU s
 - ``prepare``: the whole step (load, clean, split, build retrieval sets, fingerprint).
 - ``train``: a fixed number of optimizer steps per size (the benchmark caps ``max_steps``; the
   product trains whole epochs), so time per step should stay flat; what grows is the setup
-  (dataset, sampler), the validation at the end of the epoch (the validation queries against
-  their documents plus a seeded sample of the others, ``val_corpus_size`` in all) and memory.
+  (dataset, sampler, the base model's evaluation below), the validation at the end of the
+  epoch (the validation queries against their documents plus a seeded sample of the others,
+  ``val_corpus_size`` in all) and memory.
   The train process also evaluates the base model before training and the saved model after
   it (the evaluation cache), so its setup and its end grow with the eval set.
 - ``evaluate --model base --no-cache``: the eval queries against every document.
