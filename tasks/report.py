@@ -21,6 +21,8 @@ from tasks.evaluate import HEADLINE_METRICS
 from tasks.io import StepError, read_json, write_atomic, write_json
 
 MODELS = ("base", "finetuned")
+#: Every file the step writes under ``report/`` (``register`` logs them to MLflow as they are).
+OUTPUTS = ("report.md", "metrics.json", "gate.json", "ndcg_by_dim.png", "gate_history.png")
 COLORS = {"base": "#9aa5b1", "champion": "#e0a030", "finetuned": "#2f6fde"}
 
 

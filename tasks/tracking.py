@@ -33,10 +33,9 @@ from tasks.io import (
     write_json,
 )
 from tasks.promotion import apply_decision
+from tasks.report import OUTPUTS as REPORT_OUTPUTS
 
 SIMILARITY_PART = r"_(cosine|dot|euclidean|manhattan)_"
-#: What the report step writes (:func:`tasks.report.report`), logged as it is under ``report/``.
-REPORT_ARTIFACTS = ("report.md", "metrics.json", "gate.json", "ndcg_by_dim.png", "gate_history.png")
 CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
@@ -266,7 +265,7 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         mlflow.log_dict(train_summary["hardware"], "environment/hardware.json")
         mlflow.log_dict(manifest, "data/manifest.json")
         # the report step's files as they are, its charts included (no second drawing here)
-        for name in REPORT_ARTIFACTS:
+        for name in REPORT_OUTPUTS:
             mlflow.log_artifact(str(run_dir / "report" / name), "report")
 
         version = _register_model(client, cfg, run_dir, run_id, version_tags)

@@ -76,7 +76,7 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from tasks.tracking import REPORT_ARTIFACTS
+    from tasks.report import OUTPUTS
 
     uri = f"sqlite:///{isolated_state / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -93,7 +93,7 @@ def test_steps_end_to_end_and_mlflow_records(tmp_path, tiny_model_dir, isolated_
             assert f"{model}_dim_{dim}_ndcg_at_10" in run.data.metrics
     assert client.get_metric_history(run.info.run_id, "train_loss")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
-    assert {f"report/{name}" for name in REPORT_ARTIFACTS} <= artifacts
+    assert {f"report/{name}" for name in OUTPUTS} <= artifacts
     # the chart in MLflow is the report step's own file, not a second drawing
     logged = client.download_artifacts(run.info.run_id, "report/ndcg_by_dim.png", str(tmp_path))
     assert Path(logged).read_bytes() == (run_dir / "report" / "ndcg_by_dim.png").read_bytes()

@@ -6,7 +6,7 @@ import pytest
 
 from tasks.config import RunConfig
 from tasks.io import read_json, write_json
-from tasks.report import format_table, report
+from tasks.report import OUTPUTS, format_table, report
 
 CFG = RunConfig(data_path="x", matryoshka_dims=[64, 32, 16], best_metric_dim=32)
 
@@ -43,6 +43,8 @@ def test_report_writes_chart_markdown_and_metrics(tmp_path):
     assert metrics["models"]["finetuned"]["metrics"]["32"]["ndcg@10"] == 0.58
     assert metrics["models"]["base"]["metrics"]["64"]["map@100"] == pytest.approx(0.46)
     assert summary["improved_dims"] == 2
+    # OUTPUTS (what register logs) is exactly what the step wrote
+    assert sorted(p.name for p in (run_dir / "report").iterdir()) == sorted(OUTPUTS)
 
 
 def test_missing_evaluation_is_a_clear_error(tmp_path):
