@@ -498,6 +498,7 @@ class CpuMeter:
             if kind in kinds:
                 kinds[kind] += (ticks - self._base.get(pid, 0)) / self._tick
         return {
+            "interval_s": self.interval,
             "wall_s": wall,
             "busy_s": busy,
             **{f"{kind}_s": value for kind, value in kinds.items()},
@@ -946,7 +947,7 @@ def stack_markdown(s: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "Where the machine's CPU went during the deployed run (sampled from `/proc` every "
-            "0.5 s; average cores = CPU s / the run's wall):",
+            f"{cpu.get('interval_s', 0.5):g} s; average cores = CPU s / the run's wall):",
             "",
             "| processes | CPU | average cores |",
             "|---|---:|---:|",

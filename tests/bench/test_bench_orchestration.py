@@ -178,6 +178,7 @@ def test_markdown_states_targets():
         "noop_run_s": 4.0,
         "noop_ratio": 0.04,
         "cpu": {
+            "interval_s": 0.25,
             "wall_s": 100.0,
             "busy_s": 180.0,
             "steps_s": 150.0,
@@ -198,6 +199,7 @@ def test_markdown_states_targets():
     assert "Overhead NOT met (target < 10%) as `dag.test()` runs it; met (target < 10%)" in text
     assert "| DAG run on the deployment, trigger to end | 100.0 s |" in text
     assert "| Airflow: scheduler | 12.0 s | 0.12 |" in text
+    assert "sampled from `/proc` every 0.25 s" in text
     assert "| **Airflow and its PostgreSQL, together** | **25.0 s** | **0.25** |" in text
     assert "Deployed overhead met (target < 10%)" in text
     assert "| publish (skipped) | 99.0 | 0.5 s |" in text
