@@ -61,8 +61,8 @@ with DAG(
             description="Dataset whose submitted responses are counted (EMBED_ARGILLA_DATASET).",
         ),
         "workspace": Param(
-            os.environ.get("EMBED_ARGILLA_WORKSPACE", ""),
-            type="string",
+            os.environ.get("EMBED_ARGILLA_WORKSPACE", "") or None,
+            type=["null", "string"],
             title="Argilla workspace",
             description="Its workspace; empty = the only dataset of that name the key can see.",
         ),
@@ -95,7 +95,7 @@ with DAG(
     wait = ArgillaAnnotationSensor(
         task_id="wait_for_annotations",
         dataset="{{ params.dataset }}",
-        workspace="{{ params.workspace }}",
+        workspace="{{ params.workspace or '' }}",
         min_responses="{{ params.min_responses }}",
         poll_interval="{{ params.poll_interval }}",
         pending_timeout_minutes="{{ params.pending_timeout_minutes }}",

@@ -57,8 +57,10 @@ def _opt(
     maximum: float | None = None,
     exclusive_minimum: float | None = None,
     factory: bool = False,
+    optional: bool = False,
 ) -> Any:
     meta = {
+        "optional": optional,
         "title": title,
         "description": description,
         "section": section,
@@ -101,20 +103,25 @@ class RunConfig:
         "Local data path",
         "A .jsonl/.json/.csv/.parquet file, or a folder of them (source = local).",
         "Data",
+        optional=True,
     )
     hf_dataset: str = _opt(
         "",
         "Hugging Face dataset",
         "Dataset id on the Hub, e.g. org/name (source = huggingface).",
         "Data",
+        optional=True,
     )
-    hf_config: str = _opt("", "Dataset config", "Optional dataset config (subset) name.", "Data")
+    hf_config: str = _opt(
+        "", "Dataset config", "Optional dataset config (subset) name.", "Data", optional=True
+    )
     hf_split: str = _opt("train", "Dataset split", "Split to load from the Hub dataset.", "Data")
     hf_revision: str = _opt(
         "",
         "Dataset revision",
         "Git revision (branch, tag or commit) of the Hub dataset; empty = main.",
         "Data",
+        optional=True,
     )
     argilla_dataset: str = _opt(
         "",
@@ -122,12 +129,14 @@ class RunConfig:
         "Name of the Argilla dataset whose submitted annotations are the pairs (source = "
         "argilla); URL and API key come from the Airflow connection argilla_default.",
         "Data",
+        optional=True,
     )
     argilla_workspace: str = _opt(
         "",
         "Argilla workspace",
         "Workspace of the Argilla dataset; empty = the API key's only workspace.",
         "Data",
+        optional=True,
     )
     eval_path: str = _opt(
         "",
@@ -135,6 +144,7 @@ class RunConfig:
         "Optional file of pairs used only for evaluation; then all "
         "source pairs train (minus any that share a query or document with it).",
         "Data",
+        optional=True,
     )
     corpus_path: str = _opt(
         "",
@@ -142,6 +152,7 @@ class RunConfig:
         "Optional .jsonl of documents ({text[, title]}) added to the "
         "retrieval corpus as distractors.",
         "Data",
+        optional=True,
     )
     column_preset: str = _opt(
         "auto",
@@ -152,12 +163,18 @@ class RunConfig:
         "Data",
         enum=COLUMN_PRESETS,
     )
-    query_column: str = _opt("", "Query column", "Overrides the preset's query column.", "Data")
+    query_column: str = _opt(
+        "", "Query column", "Overrides the preset's query column.", "Data", optional=True
+    )
     document_column: str = _opt(
-        "", "Document column", "Overrides the preset's document column.", "Data"
+        "", "Document column", "Overrides the preset's document column.", "Data", optional=True
     )
     negative_column: str = _opt(
-        "", "Negative column", "Overrides the preset's (optional) hard-negative column.", "Data"
+        "",
+        "Negative column",
+        "Overrides the preset's (optional) hard-negative column.",
+        "Data",
+        optional=True,
     )
     eval_fraction: float = _opt(
         0.2,
@@ -382,6 +399,7 @@ class RunConfig:
         "Hugging Face Hub repo (org/name) a promoted model is pushed to; empty = do not push. "
         "The token comes from the huggingface_default connection.",
         "Publishing",
+        optional=True,
     )
     hub_private: bool = _opt(True, "Private repo", "Create the Hub repos as private.", "Publishing")
     hub_push_dataset: bool = _opt(
@@ -396,6 +414,7 @@ class RunConfig:
         "Hub dataset repo",
         "Dataset repo for the snapshot; empty = the model repo's name + '-data'.",
         "Publishing",
+        optional=True,
     )
 
     # ------------------------------------------------------------------------------------------
@@ -412,8 +431,12 @@ class RunConfig:
             )
         kwargs = {}
         for f in dataclasses.fields(cls):
-            if f.name in values and values[f.name] is not None:
+            if f.name not in values:
+                continue
+            if values[f.name] is not None:
                 kwargs[f.name] = _coerce(f, values[f.name])
+            elif is_optional(f):
+                kwargs[f.name] = ""  # the form's "not set" (null) of an optional text
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
@@ -484,6 +507,11 @@ class RunConfig:
 def config_fields() -> list[dataclasses.Field]:
     """The config's fields in declaration order."""
     return list(dataclasses.fields(RunConfig))
+
+
+def is_optional(f: dataclasses.Field) -> bool:
+    """Whether ``f`` is an optional text whose "not set" is ``""`` here and ``null`` in the form."""
+    return bool(f.metadata.get("optional"))
 
 
 def _kind(f: dataclasses.Field) -> str:
@@ -560,8 +588,12 @@ def json_schema(f: dataclasses.Field) -> dict[str, Any]:
         schema["type"] = "integer"
     elif kind == "float":
         schema["type"] = "number"
+    elif is_optional(f):
+        # Airflow's trigger form marks a field required unless its type admits null, and sends
+        # null for an emptied text box: optional texts are nullable, null meaning "not set".
+        schema["type"] = ["null", "string"]
     else:
-        schema["type"] = "string"
+        schema.update(type="string", minLength=1)
     if meta.get("enum"):
         schema["enum"] = list(meta["enum"])
     for key, name in (
@@ -575,11 +607,16 @@ def json_schema(f: dataclasses.Field) -> dict[str, Any]:
 
 
 def airflow_param_specs(defaults: RunConfig | None = None) -> dict[str, dict[str, Any]]:
-    """``{name: {"default": ..., **json_schema}}`` for every field, ready for ``Param(**spec)``."""
+    """``{name: {"default": ..., **json_schema}}`` for every field, ready for ``Param(**spec)``.
+
+    Optional texts that are not set default to ``None`` (the form's empty value)."""
     defaults = defaults or RunConfig()  # not validated: data_path may be empty until trigger
     specs = {}
     for f in config_fields():
-        specs[f.name] = {"default": getattr(defaults, f.name), **json_schema(f)}
+        default = getattr(defaults, f.name)
+        if is_optional(f) and default == "":
+            default = None
+        specs[f.name] = {"default": default, **json_schema(f)}
     return specs
 
 
@@ -646,7 +683,11 @@ def config_to_cli_args(values: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     names = {f.name: f for f in config_fields()}
     for name, value in values.items():
-        if name not in names or value is None:
+        if name not in names:
+            continue
+        if value is None:
+            if is_optional(names[name]):
+                argv += [cli_flag(name), ""]  # explicitly not set, whatever the step's default
             continue
         kind = _kind(names[name])
         if kind == "bool":

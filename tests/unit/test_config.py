@@ -90,8 +90,59 @@ def test_spec_types_match_field_types():
     assert (specs["epochs"]["minimum"], specs["epochs"]["maximum"]) == (1, 100)
     assert specs["learning_rate"]["type"] == "number"
     assert specs["learning_rate"]["exclusiveMinimum"] == 0.0
-    assert specs["data_path"]["type"] == "string"
-    assert specs["data_path"]["default"] == RunConfig().data_path
+    assert specs["data_path"]["type"] == ["null", "string"]
+    assert specs["data_path"]["default"] == (RunConfig().data_path or None)
+    assert specs["base_model"]["type"] == "string"
+    assert specs["base_model"]["minLength"] == 1
+
+
+OPTIONAL_TEXTS = {
+    "data_path",
+    "hf_dataset",
+    "hf_config",
+    "hf_revision",
+    "argilla_dataset",
+    "argilla_workspace",
+    "eval_path",
+    "corpus_path",
+    "query_column",
+    "document_column",
+    "negative_column",
+    "hub_repo_id",
+    "hub_dataset_repo_id",
+}
+
+
+def test_optional_texts_are_nullable_and_required_ones_are_not(monkeypatch):
+    """Airflow's trigger form treats a param as required unless its type admits null: every text
+    documented as optional must, every other param must not (the form then says it is required)."""
+    monkeypatch.delenv("EMBED_DATA_PATH", raising=False)
+    specs = airflow_param_specs(RunConfig())
+    nullable = {n for n, s in specs.items() if isinstance(s["type"], list) and "null" in s["type"]}
+    assert nullable == OPTIONAL_TEXTS
+    for name in OPTIONAL_TEXTS:
+        assert specs[name]["default"] is None, name
+        jsonschema.validate(None, _schema(specs[name]))
+    for name in set(specs) - OPTIONAL_TEXTS:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(None, _schema(specs[name]))
+
+
+def test_null_means_not_set_in_the_config_and_on_the_cli(monkeypatch):
+    monkeypatch.setenv("EMBED_DATA_PATH", "/env/default.jsonl")
+    # what the form sends when optional boxes stay empty
+    conf = {"data_path": "pairs.jsonl", "hub_repo_id": None, "eval_path": None, "hf_config": None}
+    cfg = RunConfig.from_mapping(conf)
+    assert (cfg.hub_repo_id, cfg.eval_path, cfg.hf_config) == ("", "", "")
+    argv = config_to_cli_args({**cfg.to_dict(), "corpus_path": None})
+    assert argv[argv.index("--corpus-path") + 1] == ""
+    back = config_from_cli(_parser().parse_args(argv))
+    assert back.corpus_path == "" and back.data_path == "pairs.jsonl"
+    # a null data_path is "not set", not the environment's default: the rule then says what to do
+    with pytest.raises(ConfigError, match="data_path is empty"):
+        RunConfig.from_mapping({"data_path": None})
+    # a required param that is null keeps its default
+    assert RunConfig.from_mapping({**conf, "epochs": None}).epochs == RunConfig().epochs
 
 
 def test_choice_fields_carry_enums_and_others_do_not():
