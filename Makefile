@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export EMBED_HOME ?= $(CURDIR)/.state
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo airflow test test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: requirements.txt requirements-tasks.txt requirements-dev.txt
 
 demo: install
 	VENV=$(CURDIR)/$(VENV) bash bin/demo
+
+# The Airflow UI (and the MLflow UI) on the demo's local state; Ctrl-C stops it.
+airflow: install
+	$(PY) bin/airflow-ui
 
 test: install
 	$(PY) -m pytest
