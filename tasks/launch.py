@@ -197,18 +197,37 @@ def launch_env(
     return env
 
 
+def rank_result_file(result_file: Path, process_rank: int) -> Path:
+    """Where a rank hands its outcome over: rank 0 the result file itself, rank N a sibling.
+
+    Example::
+
+        rank_result_file(Path("/tmp/x/result.json"), 1)  # Path('/tmp/x/result.rank1.json')
+    """
+    if process_rank == 0:
+        return result_file
+    return result_file.with_name(f"{result_file.stem}.rank{process_rank}{result_file.suffix}")
+
+
 def hand_over(code: int, summary: dict[str, Any] | None = None, error: str | None = None) -> bool:
     """In a launched process, pass the outcome on instead of printing the summary line.
 
     Rank 0 writes ``{"code", "summary", "error"}`` to the ``EMBED_TRAIN_RESULT`` file for the
-    launching process. Returns True when this process must not print the summary line: always in
-    a launched process, except rank 0 of processes launched by hand (no result file), which prints
-    it as a single process would.
+    launching process; another rank writes its own file only when it failed (when every rank fails
+    alike, the first to exit makes torchrun stop the others, rank 0 perhaps before it wrote).
+    Returns True when this process must not print the summary line: always in a launched process,
+    except rank 0 of processes launched by hand (no result file), which prints it as a single
+    process would.
     """
     if not launched():
         return False
     target = os.environ.get(RESULT_ENV)
     if rank() != 0:
+        if target and code != EXIT_OK:
+            write_json(
+                rank_result_file(Path(target), rank()),
+                {"code": code, "summary": None, "error": error},
+            )
         return True
     if not target:
         return False
@@ -217,14 +236,26 @@ def hand_over(code: int, summary: dict[str, Any] | None = None, error: str | Non
 
 
 def outcome(
-    launcher_code: int, result: dict[str, Any] | None, processes: int
+    launcher_code: int,
+    result: dict[str, Any] | None,
+    processes: int,
+    other_failure: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any] | None, str | None]:
-    """(exit code, summary, one-line error) of a launch, from torchrun's exit code and rank 0's
-    result (None when rank 0 wrote none).
+    """(exit code, summary, one-line error) of a launch, from torchrun's exit code, rank 0's
+    result (None when rank 0 wrote none) and the first other rank's failure (None when none).
 
     Rank 0's code wins when it failed; a success of rank 0 counts only if torchrun succeeded too
-    (another process may have failed).
+    (another process may have failed). Without a result from rank 0, another rank's failure says
+    what went wrong.
     """
+    if result is None and other_failure is not None:
+        code = int(other_failure.get("code", EXIT_FAILED))
+        if code != EXIT_OK:
+            return (
+                code,
+                None,
+                other_failure.get("error") or f"a training process exited with {code}",
+            )
     if result is None:
         reason = (
             "the training processes ended without a result"
@@ -265,11 +296,16 @@ def run_training_processes(argv: Sequence[str], processes: int) -> dict[str, Any
         finally:
             if installed:
                 signal.signal(signal.SIGTERM, previous)
-        result = None
-        if result_file.exists():
-            with open(result_file, encoding="utf-8") as fh:
-                result = json.load(fh)
-    code, summary, error = outcome(launcher_code, result, processes)
+        result = _read_result(result_file)
+        other_failure = next(
+            (
+                found
+                for r in range(1, processes)
+                if (found := _read_result(rank_result_file(result_file, r))) is not None
+            ),
+            None,
+        )
+    code, summary, error = outcome(launcher_code, result, processes, other_failure)
     if code == EXIT_OK:
         return summary or {}
     if code == EXIT_NOTHING_TO_DO:
@@ -277,6 +313,14 @@ def run_training_processes(argv: Sequence[str], processes: int) -> dict[str, Any
     exc = InvalidInputError(error) if code == EXIT_INVALID_INPUT else StepError(error)
     exc.exit_code = code
     raise exc
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """A rank's handed-over outcome, or None when it wrote none."""
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def _forward_sigterm(proc: subprocess.Popen) -> tuple[bool, Any]:

@@ -132,7 +132,7 @@ def test_rank_variables(monkeypatch, single_process):
     assert launch.launched()
 
 
-def test_hand_over_only_rank_0_writes_and_no_launched_process_prints(
+def test_hand_over_rank_0_writes_others_only_failures_and_no_launched_process_prints(
     tmp_path, monkeypatch, single_process
 ):
     result = tmp_path / "result.json"
@@ -143,6 +143,14 @@ def test_hand_over_only_rank_0_writes_and_no_launched_process_prints(
     monkeypatch.setenv("RANK", "1")
     assert launch.hand_over(EXIT_OK, {"step": "train", "rank": 1}) is True
     assert not result.exists()
+    assert not list(tmp_path.iterdir())  # a rank that succeeded leaves nothing
+    assert launch.hand_over(EXIT_INVALID_INPUT, None, "rank 1 saw bad data") is True
+    assert not result.exists()
+    assert json.loads((tmp_path / "result.rank1.json").read_text()) == {
+        "code": EXIT_INVALID_INPUT,
+        "summary": None,
+        "error": "rank 1 saw bad data",
+    }
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("RANK", "0")
     assert launch.hand_over(EXIT_INVALID_INPUT, None, "fix the data") is True
@@ -173,6 +181,18 @@ def test_outcome_takes_rank_0_and_the_launcher_together(
     got_code, got_summary, got_error = launch.outcome(launcher_code, result, 2)
     assert (got_code, got_summary) == (code, summary)
     assert (got_error is None) if error is None else (error in got_error)
+
+
+def test_outcome_without_rank_0_takes_another_ranks_failure():
+    """All ranks fail alike and rank 1 exits first: torchrun stops rank 0 before it writes."""
+    failure = {"code": EXIT_INVALID_INPUT, "summary": None, "error": "run the prepare step first"}
+    assert launch.outcome(1, None, 2, failure) == (
+        EXIT_INVALID_INPUT,
+        None,
+        "run the prepare step first",
+    )
+    # rank 0's own outcome wins over another rank's
+    assert launch.outcome(1, {"code": 1, "error": "boom"}, 2, failure)[2] == "boom"
 
 
 def _fake_launcher(monkeypatch, script: str) -> None:
@@ -207,6 +227,17 @@ def test_run_training_processes_raises_rank_0_error_with_its_code(monkeypatch, s
     with pytest.raises(StepError, match="torchrun exit code 7") as caught:
         launch.run_training_processes(["train"], 2)
     assert caught.value.exit_code == EXIT_FAILED
+    # rank 0 stopped before it wrote: rank 1's failure is the step's
+    _fake_launcher(
+        monkeypatch,
+        f"import json, os, sys; path = os.environ['{launch.RESULT_ENV}']"
+        "; out = open(path.replace('result.json', 'result.rank1.json'), 'w')"
+        "; json.dump({'code': 3, 'error': 'run the prepare step first'}, out)"
+        "; out.close(); sys.exit(1)",
+    )
+    with pytest.raises(InvalidInputError, match="run the prepare step first") as caught:
+        launch.run_training_processes(["train"], 2)
+    assert caught.value.exit_code == EXIT_INVALID_INPUT
 
 
 def test_sigterm_is_passed_on_to_the_launcher():
