@@ -7,11 +7,15 @@ The plugin ``embedding_retrain`` registers
   ``/embedding-report/runs/{dag_id}``: the DAG's runs);
 - :data:`REPORT_VIEW`, an external view with destination ``dag_run``: the tab "Embedding report"
   on every DAG run's page, showing the report page in the UI's iframe. Its ``href`` has no
-  leading slash, so it resolves against the UI's base URL (``[api] base_url``, a sub-path too).
+  leading slash, so it resolves against the UI's base URL (``[api] base_url``, a sub-path too);
+- the root middleware :class:`embedding_ops.trigger_validation.TriggerConfValidation`: a trigger
+  (form or REST) whose run config breaks a cross-field rule is refused with the rule, in one line,
+  before the run exists.
 
 Every Airflow process imports the plugins folder (workers for macros, the DAG processor, the
 scheduler), so importing this file imports nothing but Airflow's plugin class: the app (and
-FastAPI with it) is built the first time the API server asks for :attr:`fastapi_apps`.
+FastAPI with it) is built the first time the API server asks for :attr:`fastapi_apps`, and the
+middleware is imported when it asks for :attr:`fastapi_root_middlewares`.
 
 Example::
 
@@ -46,7 +50,7 @@ def report_app() -> Any:
 
 
 class EmbeddingRetrainPlugin(AirflowPlugin):
-    """The run report tab (an external view) and the app that serves it."""
+    """The run report tab (an external view), the app that serves it, and the trigger check."""
 
     name = "embedding_retrain"
     external_views = [REPORT_VIEW]
@@ -55,3 +59,10 @@ class EmbeddingRetrainPlugin(AirflowPlugin):
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         """The report app and its prefix, built when first asked for (by the API server)."""
         return [{"app": report_app(), "url_prefix": URL_PREFIX, "name": "Embedding run reports"}]
+
+    @property
+    def fastapi_root_middlewares(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The trigger check, imported when first asked for (by the API server)."""
+        from embedding_ops.trigger_validation import TriggerConfValidation
+
+        return [{"middleware": TriggerConfValidation, "name": "Run config check on trigger"}]

@@ -381,7 +381,10 @@ def test_airflow_plugins_manager_loads_the_plugin_with_its_app_and_tab():
     plugins, errors = plugins_manager._get_plugins()
     assert not [path for path in errors if "embedding" in path], errors
     plugin = next(p for p in plugins if p.name == "embedding_retrain")
-    apps, _ = plugins_manager.get_fastapi_plugins()
+    apps, middlewares = plugins_manager.get_fastapi_plugins()
+    from embedding_ops.trigger_validation import TriggerConfValidation
+
+    assert [m["middleware"] for m in middlewares] == [TriggerConfValidation]
     mounted = [a for a in apps if a["url_prefix"] == "/embedding-report"]
     assert len(mounted) == 1 and mounted[0]["app"] is plugin.fastapi_apps[0]["app"]
     assert any(r.path == "/runs/{dag_id}/{run_id}" for r in mounted[0]["app"].routes)
@@ -425,6 +428,10 @@ def api_server(airflow_db):
         from airflow.api_fastapi.app import get_auth_manager
 
         app = create_api_app()
+        from embedding_ops.trigger_validation import TriggerConfValidation
+
+        # the trigger check wraps the whole API app, where the trigger form posts
+        assert TriggerConfValidation in [m.cls for m in app.user_middleware]
         yield TestClient(app), get_auth_manager()
 
 
