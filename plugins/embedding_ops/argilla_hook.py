@@ -45,15 +45,6 @@ class ArgillaHook(BaseHook):
         super().__init__()
         self.argilla_conn_id = argilla_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """How the connection form shows this type: the host is the URL, the password the key."""
-        return {
-            "hidden_fields": ["login", "schema", "port"],
-            "relabeling": {"host": "Argilla URL", "password": "API key"},
-            "placeholders": {"host": "http://argilla:6900", "password": "argilla.apikey"},
-        }
-
     def connection_values(self) -> tuple[str, str]:
         """``(api_url, api_key)`` of the connection.
 

@@ -13,8 +13,6 @@ Example connection (as an environment variable)::
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -30,15 +28,6 @@ class HuggingFaceHook(BaseHook):
     def __init__(self, hf_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.hf_conn_id = hf_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """How the connection form shows this type: the password is the token."""
-        return {
-            "hidden_fields": ["login"],
-            "relabeling": {"password": "Token", "host": "Endpoint (empty = huggingface.co)"},
-            "placeholders": {"password": "hf_...", "host": "https://huggingface.co"},
-        }
 
     def step_env(self) -> dict[str, str]:
         """Environment variables for steps; empty when the connection does not exist."""

@@ -104,9 +104,6 @@ def test_provider_style_attributes():
     assert ArgillaHook.conn_type == "argilla"
     assert ArgillaHook.conn_name_attr == "argilla_conn_id"
     assert ArgillaHook.hook_name == "Argilla"
-    behaviour = ArgillaHook.get_ui_field_behaviour()
-    assert behaviour["relabeling"]["password"] == "API key"
-    assert "login" in behaviour["hidden_fields"]
 
 
 def test_only_prepare_gets_the_argilla_env(monkeypatch):
