@@ -217,7 +217,7 @@ def test_bad_values_are_refused_in_the_form(ui, browser):
     runs_before = len(ui.runs(DAG_ID))
     _section(browser, "Training")
     batch = _field(browser, "batch_size")
-    browser.type_into(batch, "0")
+    browser.type_into(batch, "0", exact=False)
     # the number box keeps to the param's bounds: 0 is below the minimum batch size of 2
     browser.wait("the batch size clamped to 2", lambda: batch.get_attribute("value") == "2")
     _section(browser, "Model")

@@ -156,17 +156,29 @@ class Browser:
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
         element.click()
 
-    def type_into(self, element: Any, text: str) -> None:
-        """Replace an input's content as a user would: select all, type, leave the field."""
+    def type_into(self, element: Any, text: str, *, exact: bool = True, tries: int = 3) -> None:
+        """Replace an input's content as a user would: select all, type, leave the field.
+
+        A busy page can drop a keystroke while it re-renders, as it could for a user who would
+        then see it and type again: with ``exact`` the field is typed again (``tries`` times in
+        all) until it holds ``text``. ``exact=False`` leaves the field as the page made it (a
+        number box that keeps to its bounds, say).
+        """
         from selenium.webdriver.common.keys import Keys
 
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-        element.click()
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(Keys.DELETE)
-        if text:
-            element.send_keys(text)
-        element.send_keys(Keys.TAB)
+        for attempt in range(1, tries + 1):
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+            element.click()
+            element.send_keys(Keys.CONTROL, "a")
+            element.send_keys(Keys.DELETE)
+            if text:
+                element.send_keys(text)
+            element.send_keys(Keys.TAB)
+            value = element.get_attribute("value")
+            if not exact or value == text:
+                return
+            if attempt == tries:
+                raise AssertionError(f"typed {text!r} {tries} times, the field holds {value!r}")
 
     def text(self) -> str:
         return self.find("body").text
