@@ -49,6 +49,34 @@ STEP_TASKS = (
 #: The steps that succeed in every run that trains (``publish`` is skipped without a Hub repo).
 TRAINING_STEPS = STEP_TASKS[:-1]
 
+#: Each test folder is one tier: the marker ``make test``/``-m`` selects it by. A test may carry
+#: a second tier's marker too (services tests that run DAGs are also ``dag``).
+FOLDER_TIERS = {
+    "unit": "unit",
+    "integration": "integration",
+    "dags": "dag",
+    "services": "services",
+    "deploy": "deploy",
+    "bench": "bench",
+    "browser": "browser",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test its folder's tier marker; a test outside the tier folders is an error."""
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        folder = path.relative_to(tests_dir).parts[0] if path.is_relative_to(tests_dir) else ""
+        tier = FOLDER_TIERS.get(folder)
+        if tier is None:
+            raise pytest.UsageError(
+                f"{path}: a test file belongs in one of the tier folders "
+                f"tests/{{{','.join(FOLDER_TIERS)}}}/"
+            )
+        item.add_marker(tier)
+
+
 TOPICS = [
     ("scheduler", "cron nightly schedule timetable trigger time"),
     ("mlflow", "tracking experiment run metrics registry version"),
