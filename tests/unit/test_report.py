@@ -56,9 +56,48 @@ def test_missing_evaluation_is_a_clear_error(tmp_path):
 
 
 def test_table_format():
-    table = format_table({"base": _eval([0.5, 0.4, 0.3]), "finetuned": _eval([0.6, 0.5, 0.4])})
-    assert table.splitlines()[0].startswith("| dim |")
-    assert len(table.splitlines()) == 5
+    """Every number of the table: values, delta and relative change per dim, for the default
+    metric and another one (each dim's delta differs, so a swapped row or column shows)."""
+    evals = {"base": _eval([0.5, 0.4, 0.3]), "finetuned": _eval([0.6, 0.38, 0.45])}
+    assert format_table(evals).splitlines() == [
+        "| dim | base ndcg@10 | fine-tuned ndcg@10 | delta | relative |",
+        "|---:|---:|---:|---:|---:|",
+        "| 64 | 0.5000 | 0.6000 | +0.1000 | +20.0% |",
+        "| 32 | 0.4000 | 0.3800 | -0.0200 | -5.0% |",
+        "| 16 | 0.3000 | 0.4500 | +0.1500 | +50.0% |",
+    ]
+    assert format_table(evals, "mrr@10").splitlines() == [
+        "| dim | base mrr@10 | fine-tuned mrr@10 | delta | relative |",
+        "|---:|---:|---:|---:|---:|",
+        "| 64 | 0.4500 | 0.5500 | +0.1000 | +22.2% |",
+        "| 32 | 0.3500 | 0.3300 | -0.0200 | -5.7% |",
+        "| 16 | 0.2500 | 0.4000 | +0.1500 | +60.0% |",
+    ]
+
+
+def test_table_format_with_a_champion():
+    evals = {
+        "base": _eval([0.5, 0.4, 0.3]),
+        "champion": {**_eval([0.55, 0.42, 0.35]), "version": "2"},
+        "finetuned": _eval([0.6, 0.38, 0.45]),
+    }
+    assert format_table(evals).splitlines() == [
+        "| dim | base ndcg@10 | champion v2 | fine-tuned ndcg@10 | delta | relative "
+        "| vs champion |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| 64 | 0.5000 | 0.5500 | 0.6000 | +0.1000 | +20.0% | +0.0500 |",
+        "| 32 | 0.4000 | 0.4200 | 0.3800 | -0.0200 | -5.0% | -0.0400 |",
+        "| 16 | 0.3000 | 0.3500 | 0.4500 | +0.1500 | +50.0% | +0.1000 |",
+    ]
+
+
+def test_the_report_names_come_from_one_home():
+    from tasks import report_files
+    from tasks.metrics import HEADLINE_METRICS
+    from tasks.report import CHART_METRIC
+
+    assert OUTPUTS is report_files.OUTPUTS
+    assert CHART_METRIC in HEADLINE_METRICS
 
 
 def test_report_with_a_champion_shows_three_models_the_gate_and_its_history(tmp_path):
