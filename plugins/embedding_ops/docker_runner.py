@@ -41,9 +41,8 @@ from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from embedding_ops.contract import parse_summary, raise_for_exit_code
-from embedding_ops.step_spec import command, gpu_request, public_env, secret_env
+from embedding_ops.step_spec import command, gpu_request, public_env, secret_env, task_image
 
-DEFAULT_IMAGE = "embedding-tasks:latest"
 HF_CACHE_TARGET = "/cache/huggingface"
 STATE_TARGET = "/data/state"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
@@ -114,7 +113,7 @@ class DockerStepOperator(DockerOperator):
     ui_color = "#dbeafe"
 
     def __init__(self, *, step: str, step_args: list[str] | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("image", os.environ.get("EMBED_TASK_IMAGE", DEFAULT_IMAGE))
+        kwargs.setdefault("image", task_image())
         kwargs.setdefault("docker_url", os.environ.get("EMBED_DOCKER_URL"))
         kwargs.setdefault("network_mode", os.environ.get("EMBED_DOCKER_NETWORK") or None)
         kwargs.setdefault("shm_size", parse_size(os.environ.get("EMBED_DOCKER_SHM_SIZE", "2g")))

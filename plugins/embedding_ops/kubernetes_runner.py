@@ -24,14 +24,13 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
-from embedding_ops.step_spec import command, gpu_request, public_env
+from embedding_ops.contract import raise_for_exit_code
+from embedding_ops.step_spec import command, gpu_request, public_env, task_image
+from tasks.io import EXIT_NOTHING_TO_DO
 
-DEFAULT_IMAGE = "embedding-tasks:latest"
 XCOM_FILE = "/airflow/xcom/return.json"
-EXIT_INVALID_INPUT = 3
-EXIT_NOTHING_TO_DO = 99
 
 
 def gpu_limit(gpus: str) -> int:
@@ -97,7 +96,7 @@ class KubernetesStepOperator(KubernetesPodOperator):
 
     def __init__(self, *, step: str, step_args: list[str] | None = None, **kwargs: Any) -> None:
         volumes, volume_mounts = _volume_spec()
-        kwargs.setdefault("image", os.environ.get("EMBED_TASK_IMAGE", DEFAULT_IMAGE))
+        kwargs.setdefault("image", task_image())
         kwargs.setdefault("namespace", os.environ.get("EMBED_K8S_NAMESPACE", "airflow"))
         kwargs.setdefault("name", f"embed-{step}")
         kwargs.setdefault("volumes", volumes)
@@ -128,11 +127,12 @@ class KubernetesStepOperator(KubernetesPodOperator):
     def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None):
         try:
             return super().cleanup(pod, remote_pod, xcom_result, context)
-        except AirflowException as exc:
-            if _exit_code(remote_pod, self.base_container_name) == EXIT_INVALID_INPUT:
-                raise AirflowFailException(
-                    f"{self.step} failed (exit 3): invalid input, see the pod log above"
-                ) from exc
+        except AirflowException:
+            code = _exit_code(remote_pod, self.base_container_name)
+            if code is None:
+                raise
+            # the same outcome as every other runner: 3 fails without retry, others retry
+            raise_for_exit_code(self.step, code, "see the pod log above", None)
             raise
 
 

@@ -19,6 +19,10 @@ from embedding_ops.contract import run_dir_for, step_command
 from embedding_ops.hf_hook import HuggingFaceHook
 from embedding_ops.mlflow_hook import MlflowHook
 
+#: The task image the container runners (docker, kubernetes) start when ``EMBED_TASK_IMAGE`` is
+#: not set: what ``docker build -f docker/Dockerfile`` tags in the compose stack.
+DEFAULT_IMAGE = "embedding-tasks:latest"
+
 
 def step_options(context: Any, step_args: list[str]) -> list[str]:
     """The step's options: the run's params as CLI options, then the step's own arguments."""
@@ -74,6 +78,11 @@ def _argilla_env() -> dict[str, str]:
         return ArgillaHook().step_env()
     except ArgillaConnectionError:
         return {}
+
+
+def task_image() -> str:
+    """The task image of the container runners: ``EMBED_TASK_IMAGE``, else :data:`DEFAULT_IMAGE`."""
+    return os.environ.get("EMBED_TASK_IMAGE") or DEFAULT_IMAGE
 
 
 def gpu_request() -> str:

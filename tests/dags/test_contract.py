@@ -46,13 +46,3 @@ def test_step_command_is_the_same_for_every_runner():
         "--model",
         "base",
     ]
-
-
-def test_unknown_runner_is_a_clear_error(monkeypatch):
-    from embedding_ops.runners import selected_runner
-
-    monkeypatch.setenv("EMBED_RUNNER", "slurm")
-    with pytest.raises(ValueError, match="EMBED_RUNNER='slurm'"):
-        selected_runner()
-    monkeypatch.setenv("EMBED_RUNNER", "local")
-    assert selected_runner() == "local"

@@ -61,6 +61,8 @@ def test_unknown_runner_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("EMBED_RUNNER", "slurm")
     with pytest.raises(ValueError, match="EMBED_RUNNER='slurm'.*local, docker, kubernetes"):
         selected_runner()
+    monkeypatch.setenv("EMBED_RUNNER", "local")
+    assert selected_runner() == "local"
 
 
 # --- docker --------------------------------------------------------------------------------
@@ -228,6 +230,51 @@ def test_kubernetes_pod_spec(monkeypatch, isolated_state):
         "mlflow-credentials",
         "argilla-credentials",
     ]
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [(99, "AirflowSkipException"), (3, "AirflowFailException"), (1, "AirflowException")],
+)
+def test_kubernetes_exit_codes_follow_the_step_contract(monkeypatch, code, outcome):
+    """A failed pod's exit code maps as in every other runner (the shared contract)."""
+    from types import SimpleNamespace
+
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException
+    from embedding_ops.kubernetes_runner import KubernetesStepOperator
+
+    def fail(self, pod, remote_pod, xcom_result=None, context=None):
+        raise AirflowException("Pod embed-prepare returned a failure")
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", fail)
+    op = KubernetesStepOperator(task_id="prepare", step="prepare")
+    terminated = SimpleNamespace(exit_code=code)
+    container = SimpleNamespace(
+        name=op.base_container_name, state=SimpleNamespace(terminated=terminated)
+    )
+    remote_pod = SimpleNamespace(status=SimpleNamespace(container_statuses=[container]))
+    with pytest.raises(Exception) as info:
+        op.cleanup(None, remote_pod)
+    assert type(info.value).__name__ == outcome
+    assert f"prepare failed (exit {code})" in str(info.value) or code == 99
+    # a pod without a known exit code keeps the operator's own error
+    with pytest.raises(AirflowException, match="returned a failure"):
+        op.cleanup(None, SimpleNamespace(status=None))
+
+
+def test_both_container_runners_start_the_same_default_image(monkeypatch):
+    from embedding_ops.docker_runner import DockerStepOperator
+    from embedding_ops.kubernetes_runner import KubernetesStepOperator
+    from embedding_ops.step_spec import DEFAULT_IMAGE
+
+    monkeypatch.delenv("EMBED_TASK_IMAGE", raising=False)
+    docker = DockerStepOperator(task_id="train", step="train")
+    pod = KubernetesStepOperator(task_id="train", step="train")
+    assert docker.image == pod.image == DEFAULT_IMAGE
+    monkeypatch.setenv("EMBED_TASK_IMAGE", "registry.internal/embedding-tasks:7")
+    assert KubernetesStepOperator(task_id="t", step="train").image.endswith("tasks:7")
+    assert DockerStepOperator(task_id="t", step="train").image.endswith("tasks:7")
 
 
 def test_kubernetes_gpu_limit_needs_a_count(monkeypatch):
