@@ -30,6 +30,7 @@ from tasks.io import (
     EXIT_OK,
     NothingToDo,
     StepError,
+    prepared,
     read_json,
     write_json,
 )
@@ -112,10 +113,7 @@ def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> 
         from tasks.evaluate import evaluate_for_run
         from tasks.models import prepared_base_model
 
-        manifest_path = run_dir / "data" / "manifest.json"
-        if not manifest_path.exists():
-            raise StepError(f"{manifest_path} is missing: run the prepare step first")
-        manifest = read_json(manifest_path)
+        manifest = read_json(prepared(run_dir / "data" / "manifest.json"))
         model_fp = None
         if which == "base":
             model_dir, model_fp = prepared_base_model(manifest, cfg.base_model)

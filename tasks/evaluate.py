@@ -6,7 +6,8 @@ exactly as sentence-transformers' ``InformationRetrievalEvaluator`` with ``trunc
 (ties broken by ascending corpus id), at a fraction of the cost of one evaluator per dim.
 
 Results are cached under ``$EMBED_HOME/cache/evaluations`` by (model fingerprint, eval
-fingerprint, dims), so an unchanged base model is not re-encoded run after run.
+fingerprint, dims, max_seq_length, the set of recorded metrics), so an unchanged base model is
+not re-encoded run after run.
 
 Example::
 
@@ -23,13 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.io import cache_dir, fingerprint_dir, read_json, write_json
+from tasks.io import cache_dir, fingerprint_dir, read_json, sha256_text, write_json
 from tasks.metrics import (
     ACCURACY_AT_K,
     MAP_AT_K,
     MRR_AT_K,
     NDCG_AT_K,
     PRECISION_RECALL_AT_K,
+    recorded_metrics,
 )
 
 
@@ -246,10 +248,22 @@ def as_trainer_evaluator(evaluator: MatryoshkaIREvaluator) -> Any:
 def evaluation_cache_file(
     model_fingerprint: str, eval_fingerprint: str, dims: list[int], max_seq_length: int = 0
 ) -> Path:
-    """Where the evaluation of one model on one eval set (at ``dims``) is cached."""
+    """Where the evaluation of one model on one eval set (at ``dims``) is cached.
+
+    The name holds the set of recorded metrics too: a result cached before a metric was added
+    is not the result of today's evaluation (the report would miss the new metric).
+    """
     dims_key = "-".join(map(str, dims))
-    name = f"{model_fingerprint}_{eval_fingerprint}_{dims_key}_{max_seq_length}.json"
+    metrics_key = sha256_text(*recorded_metrics())[:8]
+    name = f"{model_fingerprint}_{eval_fingerprint}_{dims_key}_{max_seq_length}_{metrics_key}.json"
     return cache_dir() / "evaluations" / name
+
+
+def _complete(result: dict[str, Any], dims: list[int]) -> bool:
+    """Whether a cached result has every recorded metric at every dim."""
+    per_dim = result.get("metrics") or {}
+    wanted = set(recorded_metrics())
+    return all(wanted <= set(per_dim.get(str(d), {})) for d in dims)
 
 
 def evaluate_for_run(
@@ -300,9 +314,11 @@ def evaluate_model(
     cache_file = evaluation_cache_file(model_fp, eval_fp, dims, max_seq_length)
     if use_cache and cache_file.exists():
         cached = read_json(cache_file)
-        cached["cached"] = True
-        print(f"evaluate: cache hit for model {model_fp} on eval set {eval_fp}")
-        return cached
+        if _complete(cached, dims):
+            cached["cached"] = True
+            print(f"evaluate: cache hit for model {model_fp} on eval set {eval_fp}")
+            return cached
+        print(f"evaluate: cached result {cache_file.name} lacks metrics; evaluating again")
 
     from tasks.models import load_model
 

@@ -116,6 +116,18 @@ def read_json(path: Path) -> Any:
         return json.load(fh)
 
 
+def prepared(path: Path) -> Path:
+    """``path``, a file the prepare step writes; a :class:`StepError` saying so when it is missing.
+
+    Example::
+
+        manifest = read_json(prepared(run_dir / "data" / "manifest.json"))
+    """
+    if not Path(path).exists():
+        raise StepError(f"{path} is missing: run the prepare step first")
+    return Path(path)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]

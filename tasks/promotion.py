@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
-from tasks.io import StepError, cache_dir, read_json, safe_name, write_json
+from tasks.io import StepError, cache_dir, prepared, read_json, safe_name, write_json
 from tasks.mlflow_client import connect, is_missing, unreachable
 from tasks.mlflow_tags import (
     CHALLENGER,
@@ -136,10 +136,7 @@ def evaluate_champion(cfg: RunConfig, run_dir: Path, *, use_cache: bool = True) 
     if out.exists():
         print(f"evaluate: {out} already complete; nothing to redo")
         return read_json(out)
-    manifest_path = run_dir / "data" / "manifest.json"
-    if not manifest_path.exists():
-        raise StepError(f"{manifest_path} is missing: run the prepare step first")
-    manifest = read_json(manifest_path)
+    manifest = read_json(prepared(run_dir / "data" / "manifest.json"))
     name = cfg.registered_model_name
     client = connect()
     try:

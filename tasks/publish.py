@@ -53,6 +53,7 @@ from tasks.io import (
     NothingToDo,
     StepError,
     dag_id_of,
+    prepared,
     read_json,
     write_atomic,
     write_json,
@@ -249,8 +250,7 @@ def push_dataset_snapshot(
     data_dir = run_dir / "data"
     names = [name for name in DATA_FILES if (data_dir / name).exists()]
     for needed in ("train.jsonl", "eval_pairs.jsonl", "manifest.json"):
-        if needed not in names:
-            raise StepError(f"{data_dir / needed} is missing: run the prepare step first")
+        prepared(data_dir / needed)
     fingerprint = manifest["fingerprints"]["data"]
     files: dict[str, Path | bytes] = {name: data_dir / name for name in names}
     files["README.md"] = build_dataset_card(cfg, manifest, names, api.endpoint).encode("utf-8")

@@ -29,7 +29,7 @@ from typing import Any
 
 from tasks.config import RunConfig
 from tasks.gate import gate_decision
-from tasks.io import StepError, read_json, write_atomic, write_json
+from tasks.io import StepError, prepared, read_json, write_atomic, write_json
 from tasks.metrics import HEADLINE_METRICS
 from tasks.report_files import (
     CHART_FILE,
@@ -331,10 +331,7 @@ def metrics_record(evals: dict[str, dict[str, Any]], gate: dict[str, Any]) -> di
 
 
 def _run_config(run_dir: Path) -> RunConfig:
-    path = run_dir / "config.json"
-    if not path.exists():
-        raise StepError(f"{path} is missing: run the prepare step first")
-    return RunConfig.from_mapping(read_json(path))
+    return RunConfig.from_mapping(read_json(prepared(run_dir / "config.json")))
 
 
 def report(run_dir: Path, cfg: RunConfig | None = None) -> dict[str, Any]:

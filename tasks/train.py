@@ -39,7 +39,7 @@ from typing import Any
 
 from tasks import launch
 from tasks.config import RunConfig
-from tasks.io import InvalidInputError, StepError, read_json, read_jsonl, write_json
+from tasks.io import InvalidInputError, StepError, prepared, read_json, read_jsonl, write_json
 from tasks.models import (
     best_device,
     hardware_info,
@@ -250,8 +250,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         print(f"train: {summary_path} already complete; nothing to redo")
         return read_json(summary_path)
     data_dir = run_dir / "data"
-    if not (data_dir / "manifest.json").exists():
-        raise StepError(f"{data_dir}/manifest.json is missing: run the prepare step first")
+    prepared(data_dir / "manifest.json")
 
     import torch
     from datasets import Dataset

@@ -97,6 +97,33 @@ def test_evaluate_model_caches_by_model_and_eval_fingerprint(tmp_path, tiny_mode
     assert evaluate_model(tiny_model_dir, other, [64, 32])["cached"] is False
 
 
+def test_a_cached_result_of_another_metric_set_is_not_reused(tmp_path, tiny_model_dir, monkeypatch):
+    """A metric added to the evaluation must not be missing from a cached result (report)."""
+    import tasks.evaluate as evaluate
+    from tasks.io import read_json
+
+    rset = build_retrieval_set(make_pairs(n_docs=12), [])
+    eval_file = write_json(tmp_path / "eval.json", rset)
+    first = evaluate_model(tiny_model_dir, eval_file, [64, 32])
+    path = evaluate.evaluation_cache_file(
+        first["model_fingerprint"], first["eval_fingerprint"], [64, 32]
+    )
+    assert path.exists()
+    # the metric set is part of the key ...
+    fewer = evaluate.recorded_metrics()[:-1]
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluate, "recorded_metrics", lambda: fewer)
+        other_key = evaluate.evaluation_cache_file("m", "e", [64])
+    assert other_key != evaluate.evaluation_cache_file("m", "e", [64])
+    # ... and a cached file that lacks a recorded metric is evaluated again, then complete
+    stale = read_json(path)
+    del stale["metrics"]["32"]["map@100"]
+    write_json(path, stale)
+    again = evaluate_model(tiny_model_dir, eval_file, [64, 32])
+    assert again["cached"] is False and "map@100" in again["metrics"]["32"]
+    assert evaluate_model(tiny_model_dir, eval_file, [64, 32])["cached"] is True
+
+
 def test_a_rewritten_model_card_keeps_the_fingerprint(tmp_path, tiny_model_dir):
     """sentence-transformers rewrites README.md on every save; the same weights must still hit
     the evaluation cache, while any change to what the model computes must not."""
