@@ -161,9 +161,27 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
         else:
             csv.field_size_limit(1 << 30)  # long passages are normal here
             try:
-                yield from csv.DictReader(fh)
+                yield from _csv_rows(path, fh)
             except csv.Error as exc:
                 raise InvalidInputError(f"{path} is not valid CSV: {exc}") from None
+
+
+def _csv_rows(path: Path, fh: Any) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV file; a row with more or fewer fields than the header is refused.
+
+    ``csv.DictReader`` would keep extra fields under the key ``None`` (and fill missing ones with
+    ``None``): an unquoted comma in a passage would silently cut it short.
+    """
+    reader = csv.DictReader(fh)
+    for row in reader:
+        if None in row or any(value is None for value in row.values()):
+            width = len(reader.fieldnames or [])
+            fields = width + len(row.get(None) or []) - sum(v is None for v in row.values())
+            raise InvalidInputError(
+                f"{path}:{reader.line_num} has {fields} fields where the header has {width}: "
+                f'quote fields that contain commas ("like, this")'
+            )
+        yield row
 
 
 def list_local_files(path: Path, param: str = "data_path") -> list[Path]:
@@ -287,8 +305,12 @@ def _cols(cols: set[str]) -> str:
 
 
 # --- cleaning ------------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _text(value: Any) -> str | None:
-    """Normalise a cell to stripped text; None for a value that is not text."""
+    """Normalise a cell to stripped text (a number becomes its text); None for other values."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -301,13 +323,24 @@ def _text(value: Any) -> str | None:
 
 
 def clean_pairs(
-    records: Iterable[dict[str, Any]], mapping: ColumnMapping
+    records: Iterable[dict[str, Any]],
+    mapping: ColumnMapping,
+    converted: Counter | None = None,
 ) -> tuple[list[dict[str, str]], Counter]:
-    """Map, strip, drop empty/non-text values and duplicate pairs; returns (pairs, drop reasons)."""
+    """Map, strip, drop empty/non-text values and duplicate pairs; returns (pairs, drop reasons).
+
+    Numbers (e.g. an integer column of a parquet file) are used as their text; ``converted``,
+    when given, counts them per column (``{"document": 3}``), for the manifest.
+    """
     dropped: Counter = Counter()
     seen: set[tuple[str, str]] = set()
     pairs: list[dict[str, str]] = []
     for record in records:
+        if converted is not None:
+            for role in ("query", "document", "negative"):
+                column = getattr(mapping, role)
+                if column and _is_number(record.get(column)):
+                    converted[column] += 1
         query = _text(record.get(mapping.query))
         document = _text(record.get(mapping.document))
         if query is None or document is None:
@@ -543,7 +576,13 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         f"prepare: read {len(records)} records from {where}; columns query={mapping.query!r} "
         f"document={mapping.document!r} negative={mapping.negative!r} (preset {mapping.preset})"
     )
-    pairs, dropped = clean_pairs(records, mapping)
+    converted: Counter = Counter()
+    pairs, dropped = clean_pairs(records, mapping, converted)
+    if converted:
+        print(
+            "prepare: numbers used as text in column(s) "
+            + ", ".join(f"{column!r} ({n} values)" for column, n in sorted(converted.items()))
+        )
     if not pairs:
         reasons = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
         raise InvalidInputError(f"no usable pairs in {where} after cleaning (dropped: {reasons})")
@@ -656,6 +695,8 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "train_documents": len({p["document"] for p in train}),
         },
         "dropped": {k: v for k, v in sorted(dropped.items()) if v},
+        # numbers used as their text, per column (a parquet/JSON column of integers, say)
+        "converted_to_text": dict(sorted(converted.items())),
         "negatives": negatives_info,
         "fingerprints": {
             "data": data_fp,

@@ -200,14 +200,47 @@ def test_non_utf8_offset_is_exact_across_read_blocks(tmp_path):
         list(read_file(path))
 
 
-def test_ragged_csv_row_with_missing_columns_reports_columns(tmp_path):
-    """csv puts surplus fields under the key None; the error must still list the columns."""
+@pytest.mark.parametrize(
+    ("body", "line", "fields"),
+    [
+        # an unquoted comma: the passage would lose everything after it
+        ("query,document\nq1,d1\nq2,first half, second half\n", 3, 3),
+        ("query,document\nq1,d1\nq2\n", 3, 1),
+    ],
+)
+def test_a_csv_row_whose_field_count_differs_from_the_header_is_invalid(
+    tmp_path, body, line, fields
+):
     path = tmp_path / "p.csv"
-    path.write_text("text,label\na,b\nc,d,e\n", encoding="utf-8")
-    records, _ = load_local(path)
-    columns = set().union(*(r.keys() for r in records))
-    with pytest.raises(InvalidInputError, match="columns: .*label.*text"):
-        resolve_columns(columns, _cfg(path))
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(InvalidInputError) as err:
+        load_local(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:{line} has {fields} fields where the header has 2")
+    assert "quote fields that contain commas" in message and "\n" not in message
+
+
+def test_numbers_used_as_text_are_counted_in_the_manifest(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = make_pairs(40)
+    path = tmp_path / "p.parquet"
+    table = {"query": [r["query"] for r in rows], "document": [r["document"] for r in rows]}
+    pq.write_table(pa.table(table), path)
+    extra = tmp_path / "ids.jsonl"
+    write_jsonl(extra, [{"query": "which item has id 7", "document": 7}])
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path.rename(folder / "p.parquet")
+    extra.rename(folder / "ids.jsonl")
+    prepare(_cfg(folder), tmp_path / "run")
+    manifest = read_json(tmp_path / "run" / "data" / "manifest.json")
+    assert manifest["converted_to_text"] == {"document": 1}
+    assert manifest["counts"]["pairs"] == 81
+    mapping = ColumnMapping("query", "document", None, "auto")
+    pairs, dropped = clean_pairs([{"query": 1, "document": "d"}], mapping)
+    assert pairs == [{"query": "1", "document": "d"}] and not dropped
 
 
 # --- column mapping ------------------------------------------------------------------------------
