@@ -68,8 +68,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from tasks.columns import ColumnMapping, resolve_columns
 from tasks.config import RunConfig
-from tasks.data import ColumnMapping, resolve_columns
 from tasks.io import InvalidInputError, StepError
 
 ENV_URL = "ARGILLA_API_URL"

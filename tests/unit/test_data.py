@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import DEMO_MODEL, last_json, make_pairs, run_cli, tiny_options, write_jsonl
 
-from tasks.config import RunConfig
+from tasks.columns import PRESETS, ColumnMapping, resolve_columns
+from tasks.config import COLUMN_PRESETS, RunConfig
 from tasks.data import (
-    ColumnMapping,
     assign_split,
     build_retrieval_set,
     clean_pairs,
@@ -22,7 +22,6 @@ from tasks.data import (
     load_source,
     prepare,
     read_file,
-    resolve_columns,
 )
 from tasks.io import InvalidInputError, StepError, read_json, read_jsonl, write_json
 
@@ -263,6 +262,10 @@ def test_numbers_used_as_text_are_counted_in_the_manifest(tmp_path):
 def test_auto_column_detection(columns, expected):
     mapping = resolve_columns(columns, _cfg("x"))
     assert (mapping.query, mapping.document, mapping.negative, mapping.preset) == expected
+
+
+def test_the_config_offers_every_preset_the_mapping_knows():
+    assert COLUMN_PRESETS == ("auto", *PRESETS)
 
 
 def test_explicit_presets():
