@@ -40,6 +40,7 @@ from typing import Any
 from tasks import launch
 from tasks.config import RunConfig
 from tasks.io import InvalidInputError, StepError, prepared, read_json, read_jsonl, write_json
+from tasks.losses import build_loss
 from tasks.models import (
     best_device,
     hardware_info,
@@ -214,28 +215,6 @@ def _column_prompts(model: Any, with_negative: bool) -> dict[str, str] | None:
     return out
 
 
-def _build_loss(model: Any, cfg: RunConfig, processes: int = 1) -> Any:
-    """MatryoshkaLoss over (Cached)MultipleNegativesRankingLoss.
-
-    With several processes the in-batch negatives are gathered across them
-    (``gather_across_devices``), so each query is ranked against the whole global batch, as in a
-    single process.
-    """
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MatryoshkaLoss,
-        MultipleNegativesRankingLoss,
-    )
-
-    if cfg.loss == "cached_mnrl":
-        inner = CachedMultipleNegativesRankingLoss(
-            model, mini_batch_size=cfg.cached_mini_batch_size, gather_across_devices=processes > 1
-        )
-    else:
-        inner = MultipleNegativesRankingLoss(model, gather_across_devices=processes > 1)
-    return MatryoshkaLoss(model, inner, matryoshka_dims=cfg.matryoshka_dims)
-
-
 def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Fine-tune the base model on the prepared data; returns the step summary.
 
@@ -312,7 +291,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                 f"saved model keep the model's limit of {model_limit}",
                 flush=True,
             )
-    loss = _build_loss(model, cfg, processes)
+    loss = build_loss(model, cfg, processes)
 
     evaluator = None
     val_file = data_dir / "val.json"
