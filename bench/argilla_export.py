@@ -2,7 +2,7 @@
 
 Logs N annotated records (two annotators: submitted, discarded and draft responses) into a new
 dataset, then exports it in a fresh process, as ``prepare --source argilla`` does
-(:func:`tasks.argilla_source.load_argilla`), and measures
+(:func:`tasks.sources.argilla.load_argilla`), and measures
 
 - the wall time of the export and records per second;
 - the process's RSS before the export and its peak (``ru_maxrss``) after it;
@@ -125,8 +125,8 @@ def measure(dataset: str, workspace: str, batch_size: int, way: str) -> dict[str
 
     import argilla as rg
 
-    from tasks.argilla_source import load_argilla
     from tasks.config import RunConfig
+    from tasks.sources.argilla import load_argilla
 
     cfg = RunConfig(source="argilla", argilla_dataset=dataset, argilla_workspace=workspace)
 

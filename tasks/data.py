@@ -21,14 +21,12 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import itertools
 import json
 import random
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,6 @@ from tasks.config import RunConfig
 from tasks.io import (
     InvalidInputError,
     NothingToDo,
-    StepError,
     dag_id_of,
     fingerprint_dir,
     fingerprint_rows,
@@ -48,188 +45,12 @@ from tasks.io import (
     write_jsonl,
 )
 from tasks.models import model_dimension, resolve_model
+from tasks.sources import load_source
+from tasks.sources.local import load_local
 
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SPLIT_SALT = "embed-split-v1"
 #: Settings left out of the run fingerprint: paths (their content is fingerprinted) and force.
 RUN_KEY_IGNORES = ("force", "data_path", "eval_path", "corpus_path")
-
-
-# --- loading -----------------------------------------------------------------------------------
-def _utf8_error(path: Path, exc: UnicodeDecodeError) -> InvalidInputError:
-    return InvalidInputError(
-        f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
-        f"re-save it as UTF-8"
-    )
-
-
-def _check_utf8(path: Path) -> None:
-    with open(path, "rb") as fh:
-        offset = 0
-        decoder = __import__("codecs").getincrementaldecoder("utf-8")()
-        # The final empty block flushes the decoder: a truncated sequence at the end fails too.
-        for block in itertools.chain(iter(lambda: fh.read(1 << 20), b""), [b""]):
-            pending = len(decoder.getstate()[0])  # bytes held over from the previous block
-            try:
-                decoder.decode(block, final=not block)
-            except UnicodeDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                    f"{offset - pending + exc.start}): re-save it as UTF-8"
-                ) from None
-            offset += len(block)
-
-
-def read_file(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield records from one .jsonl/.json/.csv/.parquet file; bad files raise InvalidInputError."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in FILE_SUFFIXES:
-        raise InvalidInputError(
-            f"{path}: unsupported file type {suffix or '(none)'}; "
-            f"use one of {', '.join(FILE_SUFFIXES)}"
-        )
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        except Exception as exc:
-            raise InvalidInputError(f"{path} is not a readable parquet file: {exc}") from None
-        yield from table.to_pylist()
-        return
-    _check_utf8(path)
-    with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: drop a BOM
-        if suffix == ".jsonl":
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InvalidInputError(
-                        f"{path}:{lineno} is not valid JSON: {exc.msg}"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise InvalidInputError(f"{path}:{lineno} is not a JSON object")
-                yield record
-        elif suffix == ".json":
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})"
-                ) from None
-            if isinstance(data, dict):
-                lists = [v for v in data.values() if isinstance(v, list)]
-                if len(lists) == 1:
-                    data = lists[0]
-                elif data and all(isinstance(v, list) for v in data.values()):
-                    keys = list(data)
-                    data = [dict(zip(keys, values)) for values in zip(*data.values())]
-            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-                raise InvalidInputError(f"{path}: expected a JSON list of objects")
-            yield from data
-        else:
-            csv.field_size_limit(1 << 30)  # long passages are normal here
-            try:
-                yield from _csv_rows(path, fh)
-            except csv.Error as exc:
-                raise InvalidInputError(f"{path} is not valid CSV: {exc}") from None
-
-
-def _csv_rows(path: Path, fh: Any) -> Iterator[dict[str, Any]]:
-    """The rows of a CSV file; a row with more or fewer fields than the header is refused.
-
-    ``csv.DictReader`` would keep extra fields under the key ``None`` (and fill missing ones with
-    ``None``): an unquoted comma in a passage would silently cut it short.
-    """
-    reader = csv.DictReader(fh)
-    for row in reader:
-        if None in row or any(value is None for value in row.values()):
-            width = len(reader.fieldnames or [])
-            fields = width + len(row.get(None) or []) - sum(v is None for v in row.values())
-            raise InvalidInputError(
-                f"{path}:{reader.line_num} has {fields} fields where the header has {width}: "
-                f'quote fields that contain commas ("like, this")'
-            )
-        yield row
-
-
-def list_local_files(path: Path, param: str = "data_path") -> list[Path]:
-    """The data files at ``path``: the file itself, or every supported file in the folder."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InvalidInputError(f"{param} {path} does not exist")
-    if path.is_file():
-        return [path]
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and p.suffix.lower() in FILE_SUFFIXES and not p.name.startswith(".")
-    )
-    if not files:
-        raise InvalidInputError(f"{param} {path} holds no {'/'.join(FILE_SUFFIXES)} files")
-    return files
-
-
-def load_local(
-    path: str | Path, param: str = "data_path"
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Read every record of a local file or folder; returns (records, source description)."""
-    files = list_local_files(Path(path), param)
-    records: list[dict[str, Any]] = []
-    per_file = {}
-    for file in files:
-        rows = list(read_file(file))
-        per_file[str(file)] = len(rows)
-        records.extend(rows)
-    if not records:
-        raise InvalidInputError(f"{param} {path} is empty: it holds no records")
-    return records, {
-        "type": "local",
-        "path": str(Path(path).expanduser().resolve()),
-        "files": per_file,
-    }
-
-
-def load_huggingface(
-    dataset: str, *, split: str = "train", config: str = "", revision: str = ""
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load one split of a Hugging Face dataset (Hub id or local folder) with ``datasets``."""
-    try:
-        import datasets
-        from datasets.exceptions import DatasetNotFoundError
-    except ImportError:  # pragma: no cover - datasets is a pinned dependency
-        raise StepError("the 'datasets' package is not installed") from None
-    try:
-        ds = datasets.load_dataset(
-            dataset, name=config or None, split=split, revision=revision or None
-        )
-    except DatasetNotFoundError:
-        raise InvalidInputError(
-            f"Hugging Face dataset {dataset!r} was not found (or is private): check hf_dataset "
-            f"and the token"
-        ) from None
-    except ValueError as exc:
-        text = str(exc).splitlines()[0]
-        raise InvalidInputError(f"cannot load split {split!r} of {dataset!r}: {text}") from None
-    except (ConnectionError, OSError) as exc:
-        raise StepError(
-            f"could not reach the Hugging Face Hub for {dataset!r} ({type(exc).__name__}): "
-            f"check the network"
-        ) from None
-    if len(ds) == 0:
-        raise InvalidInputError(f"split {split!r} of Hugging Face dataset {dataset!r} is empty")
-    info = {
-        "type": "huggingface",
-        "dataset": dataset,
-        "config": config or None,
-        "split": split,
-        "revision": revision or None,
-        "fingerprint": getattr(ds, "_fingerprint", None),
-    }
-    return ds.to_list(), info
 
 
 # --- cleaning ------------------------------------------------------------------------------------
@@ -448,23 +269,6 @@ def select_negatives(
 
 
 # --- the step ----------------------------------------------------------------------------------
-def load_source(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load the configured source's raw records."""
-    if cfg.source == "local":
-        return load_local(cfg.data_path)
-    if cfg.source == "huggingface":
-        return load_huggingface(
-            cfg.hf_dataset, split=cfg.hf_split, config=cfg.hf_config, revision=cfg.hf_revision
-        )
-    if cfg.source == "argilla":
-        from tasks.argilla_source import load_argilla
-
-        return load_argilla(cfg)
-    raise InvalidInputError(
-        f"unknown source {cfg.source!r}: use one of local, huggingface, argilla"
-    )
-
-
 def _config_key(cfg: RunConfig) -> str:
     return sha256_text(json.dumps(cfg.to_dict(), sort_keys=True))[:16]
 

@@ -40,6 +40,8 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from embedding_ops.watermark import format_timestamp, parse_timestamp
+from tasks.io import InvalidInputError
+from tasks.sources.argilla import pick_dataset
 
 #: Records per search request (the most Argilla 2 accepts).
 PAGE_SIZE = 1000
@@ -109,35 +111,27 @@ async def _call(client: httpx.AsyncClient, method: str, path: str, what: str, **
 
 
 async def resolve_dataset(client: httpx.AsyncClient, dataset: str, workspace: str = "") -> str:
-    """The id of ``dataset`` in ``workspace`` (empty: the only dataset of that name the key sees).
+    """The id of ``dataset`` in ``workspace``, by the Argilla source's own rule
+    (:func:`tasks.sources.argilla.pick_dataset`), so the watcher counts the responses of the
+    dataset that the run it triggers will export.
 
     :raises ArgillaRequestError: when the workspace or dataset does not exist for this key, or the
-        name is ambiguous without a workspace.
+        name is ambiguous without a workspace; the one line lists what exists.
     """
     datasets = (await _get(client, "/api/v1/me/datasets", "listing datasets")).get("items", [])
-    matches = [d for d in datasets if d.get("name") == dataset]
-    if workspace:
-        spaces = (await _get(client, "/api/v1/me/workspaces", "listing workspaces")).get(
-            "items", []
+    spaces = (await _get(client, "/api/v1/me/workspaces", "listing workspaces")).get("items", [])
+    try:
+        found = pick_dataset(
+            dataset,
+            workspace,
+            {str(w.get("id")): str(w.get("name")) for w in spaces},
+            [(str(d.get("id")), str(d.get("name")), str(d.get("workspace_id"))) for d in datasets],
+            dataset_setting="the watcher's dataset param (EMBED_ARGILLA_DATASET)",
+            workspace_setting="its workspace param (EMBED_ARGILLA_WORKSPACE)",
         )
-        ids = {str(w.get("id")) for w in spaces if w.get("name") == workspace}
-        if not ids:
-            raise ArgillaRequestError(
-                f"Argilla workspace {workspace!r} does not exist or the API key has no access to "
-                "it: set argilla workspace to one the key can read"
-            )
-        matches = [d for d in matches if str(d.get("workspace_id")) in ids]
-    where = f" in workspace {workspace!r}" if workspace else ""
-    if not matches:
-        raise ArgillaRequestError(
-            f"Argilla dataset {dataset!r} not found{where}: create it or set the dataset name "
-            "(EMBED_ARGILLA_DATASET / the watcher's dataset param) to an existing one"
-        )
-    if len(matches) > 1:
-        raise ArgillaRequestError(
-            f"Argilla dataset {dataset!r} exists in {len(matches)} workspaces: set the workspace"
-        )
-    return str(matches[0]["id"])
+    except InvalidInputError as exc:
+        raise ArgillaRequestError(str(exc)) from None
+    return found.id
 
 
 async def count_submitted_since(

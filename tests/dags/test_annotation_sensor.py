@@ -206,3 +206,79 @@ def test_watcher_dag_wiring():
     assert type(dag.timetable).__name__ == "ContinuousTimetable"
     assert dag.max_consecutive_failed_dag_runs == 5
     assert dag.params.get_param("min_responses").resolve() == 50
+
+
+# --- one dataset lookup for the watcher and the Argilla source ------------------------------------
+#: What an API key sees: workspaces ``{id: name}`` and datasets ``(id, name, workspace id)``.
+ONE_WORKSPACE = ({"w1": "support"}, [("d1", "faq", "w1"), ("d2", "other", "w1")])
+TWO_WORKSPACES = (
+    {"w1": "support", "w2": "sales"},
+    [("d1", "faq", "w1"), ("d2", "leads", "w2"), ("d3", "shared", "w1"), ("d4", "shared", "w2")],
+)
+LOOKUPS = [
+    (ONE_WORKSPACE, "faq", ""),  # the key's only workspace
+    (ONE_WORKSPACE, "faq", "support"),
+    (ONE_WORKSPACE, "missing", ""),
+    (ONE_WORKSPACE, "faq", "nowhere"),
+    (TWO_WORKSPACES, "leads", ""),  # the only workspace that holds it
+    (TWO_WORKSPACES, "shared", ""),  # in both: ambiguous
+    (TWO_WORKSPACES, "shared", "sales"),
+    (TWO_WORKSPACES, "missing", ""),  # in neither
+    (TWO_WORKSPACES, "leads", "support"),
+]
+
+
+def _source_lookup(seen, name, workspace):
+    """The Argilla source's lookup (``tasks``) against an SDK client that sees ``seen``."""
+    from types import SimpleNamespace as NS
+
+    from tasks.io import InvalidInputError
+    from tasks.sources.argilla import find_dataset
+
+    spaces, datasets = seen
+    api = NS(
+        workspaces=NS(list=lambda: [NS(id=i, name=n) for i, n in spaces.items()]),
+        datasets=NS(list=lambda: [NS(id=i, name=n, workspace_id=w) for i, n, w in datasets]),
+    )
+    try:
+        return find_dataset(NS(api=api), name, workspace).id
+    except InvalidInputError as exc:
+        return str(exc)
+
+
+def _watcher_lookup(seen, name, workspace):
+    """The trigger's lookup (``plugins``) against a REST API that serves ``seen``."""
+    import asyncio
+
+    import httpx
+    from embedding_ops.argilla_trigger import ArgillaRequestError, resolve_dataset
+
+    spaces, datasets = seen
+    pages = {
+        "/api/v1/me/workspaces": [{"id": i, "name": n} for i, n in spaces.items()],
+        "/api/v1/me/datasets": [{"id": i, "name": n, "workspace_id": w} for i, n, w in datasets],
+    }
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(200, json={"items": pages[r.url.path]})
+    )
+
+    async def lookup():
+        async with httpx.AsyncClient(transport=transport, base_url="http://argilla.test") as client:
+            return await resolve_dataset(client, name, workspace)
+
+    try:
+        return asyncio.run(lookup())
+    except ArgillaRequestError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(("seen", "name", "workspace"), LOOKUPS)
+def test_the_watcher_and_the_source_find_the_same_dataset(seen, name, workspace):
+    """Both ask one function: the same dataset, or the same reason (only the setting the message
+    tells to change differs: the watcher's params, the run config's argilla_* settings)."""
+    source = _source_lookup(seen, name, workspace)
+    watcher = _watcher_lookup(seen, name, workspace)
+    assert source.split(". Set ")[0] == watcher.split(". Set ")[0], (source, watcher)
+    if source.startswith("Argilla"):  # an error: one line that says what to change
+        assert "\n" not in source and "argilla_workspace" in source.split(". Set ")[1]
+        assert "param" in watcher.split(". Set ")[1]

@@ -146,7 +146,7 @@ def test_wrong_key_and_missing_dataset_end_with_one_line(argilla_server, monkeyp
     good = _connection(monkeypatch, argilla_server.url, argilla_server.owner_key)
     for dataset, workspace, expected in (
         ("no-such-dataset", argilla_server.workspace, "dataset 'no-such-dataset' not found"),
-        (name, "no-such-workspace", "workspace 'no-such-workspace' does not exist"),
+        (name, "no-such-workspace", "workspace 'no-such-workspace' not found; the API key sees"),
     ):
         trigger = ArgillaAnnotationTrigger(
             dataset=dataset, workspace=workspace, poll_interval=0.1, argilla_conn_id=good

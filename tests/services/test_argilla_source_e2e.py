@@ -84,7 +84,7 @@ def _wait_for_server_clock(server, updated_at: str, limit: float = 30.0) -> None
     ``updated_at``: the export leaves responses newer than its start for the next run."""
     from email.utils import parsedate_to_datetime
 
-    from tasks.argilla_source import parse_time
+    from tasks.sources.argilla import parse_time
 
     moment, deadline = parse_time(updated_at), time.monotonic() + limit
     while time.monotonic() < deadline:

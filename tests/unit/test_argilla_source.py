@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.argilla_source import (
+from tasks.config import RunConfig
+from tasks.io import InvalidInputError
+from tasks.sources.argilla import (
     AnnotationExport,
     DatasetSchema,
     connection_from_env,
     map_columns,
     parse_time,
 )
-from tasks.config import RunConfig
-from tasks.io import InvalidInputError
 
 pytestmark = pytest.mark.unit
 
@@ -314,7 +314,7 @@ def test_argilla_shorthand_conflicts_are_invalid_input(tmp_path, capsys, extra, 
 
 # --- prepare with the Argilla source (export stubbed: no server here) ---------------------------
 def _stub_export(monkeypatch, rows, watermark, annotations_fp):
-    import tasks.argilla_source as source
+    import tasks.sources.argilla as source
 
     def fake_load(cfg, **_):
         return [dict(r) for r in rows], {

@@ -13,17 +13,11 @@ from conftest import DEMO_MODEL, last_json, make_pairs, run_cli, tiny_options, w
 
 from tasks.columns import PRESETS, ColumnMapping, resolve_columns
 from tasks.config import COLUMN_PRESETS, RunConfig
-from tasks.data import (
-    assign_split,
-    build_retrieval_set,
-    clean_pairs,
-    load_huggingface,
-    load_local,
-    load_source,
-    prepare,
-    read_file,
-)
+from tasks.data import assign_split, build_retrieval_set, clean_pairs, prepare
 from tasks.io import InvalidInputError, StepError, read_json, read_jsonl, write_json
+from tasks.sources import load_source
+from tasks.sources.huggingface import load_huggingface
+from tasks.sources.local import load_local, read_file
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,9 @@
-"""The Argilla source of ``prepare``: the submitted annotations of one dataset as training pairs.
+"""The Argilla source: the submitted annotations of one dataset as training pairs.
+
+``source = "argilla"`` (see :mod:`tasks.sources`); settings ``argilla_dataset`` and
+``argilla_workspace``. The dataset lookup (:func:`pick_dataset`) is shared with the annotation
+watcher in ``plugins/``, which imports this module without the ``argilla`` package: the SDK is
+imported only inside the functions that talk to the server.
 
 The server and the API key come from ``ARGILLA_API_URL`` / ``ARGILLA_API_KEY`` (in Airflow: the
 connection ``argilla_default``, see ``plugins/embedding_ops/argilla_hook.py``). The key must be an
@@ -48,8 +53,8 @@ pairs are kept.
 
 Example::
 
-    from tasks.argilla_source import load_argilla
     from tasks.config import RunConfig
+    from tasks.sources.argilla import load_argilla
 
     cfg = RunConfig(source="argilla", argilla_dataset="support-pairs", query_column="query")
     rows, info = load_argilla(cfg)   # rows: {"query": ..., "document": ...}; info["watermark"]
@@ -62,7 +67,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -370,38 +375,75 @@ class DatasetRef:
     workspace: str
 
 
-def find_dataset(client: Any, name: str, workspace: str = "") -> DatasetRef:
-    """The dataset ``name`` in ``workspace`` (empty: the key's only workspace, or the only
-    workspace holding a dataset of that name); errors list what exists."""
-    workspaces = {str(w.id): w.name for w in client.api.workspaces.list()}
-    datasets = client.api.datasets.list()
+def pick_dataset(
+    name: str,
+    workspace: str,
+    workspaces: Mapping[str, str],
+    datasets: Iterable[tuple[str, str, str]],
+    *,
+    dataset_setting: str = "argilla_dataset",
+    workspace_setting: str = "argilla_workspace",
+) -> DatasetRef:
+    """Which dataset ``name`` in ``workspace`` is, among what an API key sees.
+
+    The one rule of the Argilla source and of the annotation watcher (plugins), so the watcher
+    counts the responses of the dataset that the next run exports: a named workspace must exist
+    and hold the dataset; an empty workspace means the one workspace that holds a dataset of that
+    name (with a single workspace, that one), and a name held by several is ambiguous.
+
+    :param workspaces: ``{workspace id: name}`` (``GET /api/v1/me/workspaces``).
+    :param datasets: ``(dataset id, name, workspace id)`` of every dataset the key sees
+        (``GET /api/v1/me/datasets``).
+    :param dataset_setting: what an error tells the user to set for the dataset name.
+    :param workspace_setting: likewise for the workspace.
+    :raises InvalidInputError: one line ``<reason>. Set <setting>...`` that lists what exists.
+
+    Example::
+
+        pick_dataset("faq", "", {"w1": "support"}, [("d1", "faq", "w1")])
+        # DatasetRef(id='d1', name='faq', workspace='support')
+    """
+    listed = [(str(i), str(n), workspaces.get(str(w), "?")) for i, n, w in datasets]
     if workspace:
         if workspace not in workspaces.values():
             raise InvalidInputError(
                 f"Argilla workspace {workspace!r} not found; the API key sees: "
-                f"{_names(workspaces.values())}. Set argilla_workspace"
+                f"{_names(workspaces.values())}. Set {workspace_setting}"
             )
-        wanted = [workspace]
-    elif len(workspaces) == 1:
-        wanted = list(workspaces.values())
+        where = workspace
     else:
-        holding = sorted(
-            {workspaces.get(str(d.workspace_id), "?") for d in datasets if d.name == name}
-        )
-        if len(holding) != 1:
-            where = f"; {name!r} is in {_names(holding)}" if holding else ""
+        holding = sorted({space for _, n, space in listed if n == name})
+        if len(holding) > 1:
             raise InvalidInputError(
-                f"argilla_workspace is empty and the API key sees {len(workspaces)} workspaces "
-                f"({_names(workspaces.values())}){where}: set argilla_workspace"
+                f"Argilla dataset {name!r} is in {len(holding)} workspaces ({_names(holding)}). "
+                f"Set {workspace_setting}"
             )
-        wanted = holding
-    in_workspace = [d for d in datasets if workspaces.get(str(d.workspace_id)) == wanted[0]]
-    for dataset in in_workspace:
-        if dataset.name == name:
-            return DatasetRef(id=str(dataset.id), name=name, workspace=wanted[0])
+        if not holding and len(workspaces) != 1:
+            raise InvalidInputError(
+                f"Argilla dataset {name!r} not found in the {len(workspaces)} workspaces the API "
+                f"key sees ({_names(workspaces.values())}); datasets there: "
+                f"{_names(n for _, n, _ in listed)}. Set {dataset_setting} (and "
+                f"{workspace_setting})"
+            )
+        where = holding[0] if holding else next(iter(workspaces.values()))
+    for dataset_id, dataset_name, space in listed:
+        if space == where and dataset_name == name:
+            return DatasetRef(id=dataset_id, name=name, workspace=where)
     raise InvalidInputError(
-        f"Argilla dataset {name!r} not found in workspace {wanted[0]!r}; datasets there: "
-        f"{_names(d.name for d in in_workspace)}. Set argilla_dataset (and argilla_workspace)"
+        f"Argilla dataset {name!r} not found in workspace {where!r}; datasets there: "
+        f"{_names(n for _, n, space in listed if space == where)}. Set {dataset_setting} (and "
+        f"{workspace_setting})"
+    )
+
+
+def find_dataset(client: Any, name: str, workspace: str = "") -> DatasetRef:
+    """The dataset ``name`` in ``workspace`` on the server of ``client`` (an ``argilla.Argilla``),
+    by the rule of :func:`pick_dataset`; errors list what exists."""
+    return pick_dataset(
+        name,
+        workspace,
+        {str(w.id): w.name for w in client.api.workspaces.list()},
+        [(str(d.id), d.name, str(d.workspace_id)) for d in client.api.datasets.list()],
     )
 
 
@@ -482,6 +524,15 @@ def export_annotations(
     return export
 
 
+#: The value of ``source`` that selects this module (see :mod:`tasks.sources`).
+NAME = "argilla"
+
+
+def load(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The source's entry point: :func:`load_argilla` with the default page size."""
+    return load_argilla(cfg)
+
+
 def load_argilla(
     cfg: RunConfig, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -491,43 +542,20 @@ def load_argilla(
     field/question/metadata names, and the manifest's source description (server, dataset,
     columns, counts, skip reasons, ``watermark``, ``annotations_fingerprint``).
     """
-    import httpx
-    from argilla._exceptions import ArgillaAPIError
-
     api_url, api_key = connection_from_env()
     client = connect(api_url, api_key)
-    try:
-        dataset = find_dataset(client, cfg.argilla_dataset, cfg.argilla_workspace)
-        where = f"Argilla dataset {dataset.workspace}/{dataset.name}"
-        schema = read_schema(client, dataset)
-    except ArgillaAPIError as exc:
-        raise StepError(
-            f"the Argilla server at {api_url} answered HTTP {exc.status_code} while looking up "
-            f"dataset {cfg.argilla_dataset!r}"
-        ) from None
-    except httpx.TransportError as exc:
-        raise StepError(
-            f"lost the Argilla server at {api_url} ({type(exc).__name__}): check that it is "
-            f"running and the Airflow connection {CONNECTION}"
-        ) from None
+    dataset, schema = open_dataset(client, api_url, cfg.argilla_dataset, cfg.argilla_workspace)
+    where = f"Argilla dataset {dataset.workspace}/{dataset.name}"
     _mapping, columns = map_columns(schema, cfg, where)
     export = export_annotations(client, dataset, columns, batch_size)
     info = export.info()
+    check_export(info, where)
     counts = info["counts"]
-    if not counts["records"]:
-        raise InvalidInputError(f"{where} has no records: log records and annotate them first")
-    if not counts["records_with_submitted"]:
-        skipped = ", ".join(f"{k}={v}" for k, v in info["skipped"].items())
-        raise InvalidInputError(
-            f"{where} has no submitted responses ({counts['records']} records: {skipped}): "
-            f"submit annotations in Argilla first"
-        )
-    skipped_total = sum(info["skipped"].values())
     print(
         f"prepare: exported {where}: {counts['records']} records, "
         f"{counts['records_with_submitted']} with submitted responses "
         f"({counts['submitted_responses']} responses) -> {len(export.rows)} candidate pairs; "
-        f"skipped {skipped_total} records {info['skipped'] or ''}; "
+        f"skipped {sum(info['skipped'].values())} records {info['skipped'] or ''}; "
         f"watermark {info['watermark']}"
     )
     source = {
@@ -541,6 +569,42 @@ def load_argilla(
         **info,
     }
     return export.rows, source
+
+
+def open_dataset(
+    client: Any, api_url: str, name: str, workspace: str = ""
+) -> tuple[DatasetRef, DatasetSchema]:
+    """Find the dataset (:func:`find_dataset`) and read its schema; server failures are
+    StepError (a retry may help)."""
+    import httpx
+    from argilla._exceptions import ArgillaAPIError
+
+    try:
+        dataset = find_dataset(client, name, workspace)
+        return dataset, read_schema(client, dataset)
+    except ArgillaAPIError as exc:
+        raise StepError(
+            f"the Argilla server at {api_url} answered HTTP {exc.status_code} while looking up "
+            f"dataset {name!r}"
+        ) from None
+    except httpx.TransportError as exc:
+        raise StepError(
+            f"lost the Argilla server at {api_url} ({type(exc).__name__}): check that it is "
+            f"running and the Airflow connection {CONNECTION}"
+        ) from None
+
+
+def check_export(info: dict[str, Any], where: str) -> None:
+    """Refuse an export with no records or no submitted response (InvalidInputError)."""
+    counts = info["counts"]
+    if not counts["records"]:
+        raise InvalidInputError(f"{where} has no records: log records and annotate them first")
+    if not counts["records_with_submitted"]:
+        skipped = ", ".join(f"{k}={v}" for k, v in info["skipped"].items())
+        raise InvalidInputError(
+            f"{where} has no submitted responses ({counts['records']} records: {skipped}): "
+            f"submit annotations in Argilla first"
+        )
 
 
 def _names(names: Any) -> str:
