@@ -116,6 +116,9 @@ def _section(browser, name: str) -> None:
     header = browser.button(name)
     if header.get_attribute("aria-expanded") != "true":
         browser.click(header)
+        browser.wait(
+            f"the {name} section open", lambda: header.get_attribute("aria-expanded") == "true"
+        )
 
 
 def _field(browser, name: str):

@@ -152,9 +152,42 @@ class Browser:
 
         return self.wait(f"button {text or label!r}", find)
 
-    def click(self, element: Any) -> None:
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-        element.click()
+    def settled(self, element: Any, timeout: float = 10.0) -> Any:
+        """``element`` scrolled to the middle of the window, once it has stopped moving.
+
+        A section that is still opening (an animated collapse) moves the fields below it while
+        they are clicked; a user waits until it is still, and so does this.
+        """
+        last: Any = None
+
+        def still() -> bool:
+            nonlocal last
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+            rect = self.driver.execute_script(
+                "const r = arguments[0].getBoundingClientRect();"
+                "return [r.x, r.y, r.width, r.height];",
+                element,
+            )
+            same, last = rect == last, rect
+            return same and rect[2] > 0 and rect[3] > 0
+
+        self.wait("the element to stop moving", still, timeout=timeout)
+        return element
+
+    def click(self, element: Any, *, tries: int = 3) -> None:
+        """Click ``element`` as a user does: once it is still; again if an overlay that was on
+        its way out (an animation, a closing menu) took the click."""
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        for attempt in range(1, tries + 1):
+            self.settled(element)
+            try:
+                element.click()
+                return
+            except ElementClickInterceptedException:
+                if attempt == tries:
+                    raise
+                time.sleep(0.5)
 
     def type_into(self, element: Any, text: str, *, exact: bool = True, tries: int = 3) -> None:
         """Replace an input's content as a user would: select all, type, leave the field.
@@ -167,8 +200,7 @@ class Browser:
         from selenium.webdriver.common.keys import Keys
 
         for attempt in range(1, tries + 1):
-            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-            element.click()
+            self.click(element)
             element.send_keys(Keys.CONTROL, "a")
             element.send_keys(Keys.DELETE)
             if text:
