@@ -39,9 +39,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import machine_info, update_docs
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from bench.common import machine_info, update_docs  # noqa: E402
 
 LOG_BATCH = 500  # records per bulk request (the server's limit)
 
@@ -207,7 +207,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         url, key, workspace = args.url, args.key, args.workspace
         annotators = args.annotators.split(",")
     else:
-        sys.path.insert(0, str(ROOT / "tests"))
         from support.argilla_server import ArgillaServer
 
         server = ArgillaServer(Path(tempfile.mkdtemp(prefix="bench-argilla-"))).start()

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
+from bench.common import machine_info, update_docs
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from bench.common import machine_info, update_docs  # noqa: E402
 
 
 def load_beir(folder: Path, split: str, max_queries: int = 0):

