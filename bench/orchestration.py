@@ -55,8 +55,8 @@ from bench.scaling import (
     run_measured,
     step_env,
     synthetic_pairs,
-    write_jsonl,
 )
+from tasks.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "retrain_embeddings"

