@@ -12,6 +12,9 @@ failed (skipped steps are fine: a "nothing to do" run or an unpublished model st
 
 Thin wiring only: the trigger form's Params come from ``tasks.config``, every step runs as
 ``python -m tasks <step>`` through the runner factory, and nothing heavy is imported here.
+Under the CeleryExecutor the factory sends the heavy steps (train, the evaluations) to the GPU
+workers' queue (``EMBED_GPU_QUEUE``) and every other task runs on the CPU queue
+(``EMBED_CPU_QUEUE``); other executors ignore queues.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from embedding_ops.queues import cpu_queue
 from embedding_ops.runners import step_operator
 from embedding_ops.watermark import ANNOTATIONS_ASSET, CommitWatermarkOperator
 
@@ -56,6 +60,8 @@ with DAG(
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": 2.0,
         "owner": "ml-platform",
+        # the light tasks; step_operator gives the heavy steps the GPU queue
+        "queue": cpu_queue(),
     },
     params={name: Param(**spec) for name, spec in airflow_param_specs(form_defaults()).items()},
     tags=["embeddings", "sentence-transformers", "mlflow", "retraining"],

@@ -19,6 +19,9 @@ Params (defaults from the environment of the DAG processor): ``dataset``
 (``EMBED_ARGILLA_POLL_INTERVAL``, 60), ``pending_timeout_minutes``
 (``EMBED_ARGILLA_PENDING_TIMEOUT_MINUTES``, 720). The Argilla URL and key come from the
 connection ``argilla_default``.
+
+Both tasks are light: under the CeleryExecutor they (and the sensor's resumption once its trigger
+fired) run on the CPU workers' queue (``EMBED_CPU_QUEUE``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 from embedding_ops.argilla_sensor import ArgillaAnnotationSensor
+from embedding_ops.queues import cpu_queue
 from embedding_ops.watermark import EmitAnnotationsEventOperator
 
 DAG_ID = "watch_annotations"
@@ -52,6 +56,8 @@ with DAG(
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
         "owner": "ml-platform",
+        # the sensor waits in the triggerer; what runs on a worker is light
+        "queue": cpu_queue(),
     },
     params={
         "dataset": Param(

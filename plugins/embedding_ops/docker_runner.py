@@ -22,13 +22,21 @@
 - connection values (MLflow credentials, the Hub token for ``publish``) through
   ``private_environment``, never rendered or logged;
 - the container's log streamed into the task log, its last JSON line returned as the XCom, and its
-  exit code mapped through the step contract (99 skip, 3 fail without retry, else retry).
+  exit code mapped through the step contract (99 skip, 3 fail without retry, else retry);
+- the Docker engine of the worker that runs the task: ``EMBED_DOCKER_URL`` (else ``DOCKER_HOST``,
+  else the local socket ``unix://var/run/docker.sock``) read from the worker's environment when
+  the task runs, so with the CeleryExecutor a GPU worker starts its step containers on its own
+  host's engine and GPUs, never on a central one;
+- with the artifact root bind-mounted (no ``EMBED_ARTIFACT_VOLUME``), the same check as the local
+  runner: a run directory written on another host and missing here fails the task with one line
+  (:mod:`embedding_ops.shared_run_dir`).
 
 Settings (environment of the Airflow workers): ``EMBED_TASK_IMAGE`` (default
-``embedding-tasks:latest``), ``EMBED_DOCKER_URL`` (default ``unix://var/run/docker.sock``),
+``embedding-tasks:latest``), ``EMBED_DOCKER_URL`` (default: the worker's local engine),
 ``EMBED_DOCKER_NETWORK`` (network mode, default Docker's), ``EMBED_GPUS``,
 ``EMBED_DOCKER_SHM_SIZE``, ``EMBED_ARTIFACT_VOLUME``, ``EMBED_HF_CACHE_VOLUME``,
-``EMBED_STATE_VOLUME``, ``EMBED_DOCKER_MOUNTS``, ``EMBED_DOCKER_USER``.
+``EMBED_STATE_VOLUME`` (a volume name, or an absolute host path to bind-mount, e.g. on the shared
+volume of several hosts), ``EMBED_DOCKER_MOUNTS``, ``EMBED_DOCKER_USER``.
 """
 
 from __future__ import annotations
@@ -41,10 +49,20 @@ from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from embedding_ops.contract import parse_summary, raise_for_exit_code
-from embedding_ops.step_spec import command, gpu_request, public_env, secret_env, task_image
+from embedding_ops.shared_run_dir import check_inputs_here, record_writer
+from embedding_ops.step_spec import (
+    command,
+    gpu_request,
+    public_env,
+    run_dir,
+    secret_env,
+    task_image,
+)
 
 HF_CACHE_TARGET = "/cache/huggingface"
 STATE_TARGET = "/data/state"
+#: The engine a worker uses when neither ``EMBED_DOCKER_URL`` nor ``DOCKER_HOST`` is set: its own.
+LOCAL_ENGINE = "unix://var/run/docker.sock"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
 
 
@@ -55,6 +73,14 @@ def parse_size(text: str) -> int:
         raise ValueError(f"EMBED_DOCKER_SHM_SIZE={text!r} is not a size like 2g or 512m")
     number, unit = float(match.group(1)), match.group(2).lower()
     return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def engine_url() -> str:
+    """The Docker engine of this worker: ``EMBED_DOCKER_URL``, else ``DOCKER_HOST``, else the
+    local socket (:data:`LOCAL_ENGINE`)."""
+    return (
+        os.environ.get("EMBED_DOCKER_URL") or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE
+    ).strip()
 
 
 def device_requests(gpus: str) -> list[Any] | None:
@@ -86,7 +112,7 @@ def mounts() -> list[Any]:
         else Mount(target=root, source=root, type="bind")
     )
     cache = os.environ.get("EMBED_HF_CACHE_VOLUME", "embed-hf-cache")
-    state = os.environ.get("EMBED_STATE_VOLUME", "embed-state")
+    state = os.environ.get("EMBED_STATE_VOLUME") or "embed-state"
     extra = [
         Mount(target=path, source=path, type="bind", read_only=True)
         for path in (p.strip() for p in os.environ.get("EMBED_DOCKER_MOUNTS", "").split(","))
@@ -98,7 +124,8 @@ def mounts() -> list[Any]:
     return [
         artifacts,
         Mount(target=HF_CACHE_TARGET, source=cache, type="volume"),
-        Mount(target=STATE_TARGET, source=state, type="volume"),
+        # a host path (on the shared volume of several hosts) is bind-mounted, a name a volume
+        Mount(target=STATE_TARGET, source=state, type="bind" if os.path.isabs(state) else "volume"),
         *extra,
     ]
 
@@ -114,7 +141,9 @@ class DockerStepOperator(DockerOperator):
 
     def __init__(self, *, step: str, step_args: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("image", task_image())
-        kwargs.setdefault("docker_url", os.environ.get("EMBED_DOCKER_URL"))
+        # without an explicit docker_url, the engine is looked up again when the task runs
+        engine_given = kwargs.get("docker_url") is not None
+        kwargs.setdefault("docker_url", engine_url())
         kwargs.setdefault("network_mode", os.environ.get("EMBED_DOCKER_NETWORK") or None)
         kwargs.setdefault("shm_size", parse_size(os.environ.get("EMBED_DOCKER_SHM_SIZE", "2g")))
         kwargs.setdefault("device_requests", device_requests(gpu_request()))
@@ -123,11 +152,10 @@ class DockerStepOperator(DockerOperator):
         kwargs.setdefault("auto_remove", "force")
         kwargs.setdefault("mount_tmp_dir", False)
         kwargs.setdefault("xcom_all", True)  # every log line, so the summary line is found
-        if kwargs.get("docker_url") is None:
-            kwargs.pop("docker_url")
         super().__init__(**kwargs)
         self.step = step
         self.step_args = list(step_args or [])
+        self.engine_given = engine_given
 
     def prepare_step(self, context: Any) -> None:
         """Fill in the command and environments of this task instance (before the container)."""
@@ -135,13 +163,24 @@ class DockerStepOperator(DockerOperator):
         self.environment = {**(self.environment or {}), **public_env(context)}
         self._private_environment = {**(self._private_environment or {}), **secret_env(self.step)}
 
+    def use_local_engine(self) -> None:
+        """Point the operator at the engine of the worker running it (unless one was given):
+        the DAG may have been parsed elsewhere, the containers start where the task runs."""
+        if not self.engine_given:
+            self.docker_url = engine_url()
+            self.__dict__.pop("hook", None)  # a client made for another engine
+
     def execute(self, context: Any) -> Any:
-        self.prepare_step(context)
-        if not os.environ.get("EMBED_ARTIFACT_VOLUME"):
+        self.use_local_engine()
+        shared = not os.environ.get("EMBED_ARTIFACT_VOLUME")
+        if shared:
             from tasks.io import artifact_root
 
+            # the worker mounts the artifact root it bind-mounts into the containers
+            check_inputs_here(context, self.step, run_dir(context))
             # Docker refuses a bind mount whose source does not exist (a fresh artifact root).
             artifact_root().mkdir(parents=True, exist_ok=True)
+        self.prepare_step(context)
         try:
             last_line = super().execute(context)
         except DockerContainerFailedException as exc:
@@ -155,4 +194,6 @@ class DockerStepOperator(DockerOperator):
             raise_for_exit_code(self.step, code, reason, parse_summary(logs))
             raise
         lines = last_line if isinstance(last_line, list) else [last_line or ""]
+        if self.step == "prepare" and shared:
+            record_writer(context, run_dir(context))
         return parse_summary([str(line) for line in lines])

@@ -10,6 +10,10 @@ workers (default ``local``):
 All three run the same ``python -m tasks <step> --run-dir DIR <options>`` on the same run
 directories and return the same summary. The DAG calls :func:`step_operator` and never names a
 runner, so the DAG code does not change between runners.
+
+Every step also gets its worker queue (:func:`embedding_ops.queues.queue_for`): the heavy steps
+go to the GPU workers' queue, the rest to the CPU workers' (CeleryExecutor; other executors
+ignore queues).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 from typing import Any
 
 from airflow.sdk import BaseOperator
+
+from embedding_ops.queues import queue_for
 
 RUNNERS = ("local", "docker", "kubernetes")
 
@@ -40,7 +46,8 @@ def step_operator(
     runner: str | None = None,
     **kwargs: Any,
 ) -> BaseOperator:
-    """An operator running ``python -m tasks <step>`` with the selected runner.
+    """An operator running ``python -m tasks <step>`` with the selected runner, on the step's
+    queue (``queue=`` overrides it).
 
     Example::
 
@@ -50,6 +57,7 @@ def step_operator(
     """
     runner = runner or selected_runner()
     task_id = task_id or step
+    kwargs.setdefault("queue", queue_for(step))
     if runner == "local":
         from embedding_ops.step_operator import LocalStepOperator
 

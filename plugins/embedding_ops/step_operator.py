@@ -2,7 +2,9 @@
 
 Runs ``python -m tasks <step> --run-dir {artifact_root}/{dag_id}/{run_id} <config options>``,
 streams its output into the task log line by line, returns the step's summary line as the XCom and
-maps its exit code through the step contract.
+maps its exit code through the step contract. Before a step starts, a run directory written on
+another host and missing here fails the task with one line; ``prepare`` records its host
+(:mod:`embedding_ops.shared_run_dir`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from embedding_ops.contract import parse_summary, raise_for_exit_code
-from embedding_ops.step_spec import command, public_env, secret_env
+from embedding_ops.shared_run_dir import check_inputs_here, record_writer
+from embedding_ops.step_spec import command, public_env, run_dir, secret_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +57,7 @@ class LocalStepOperator(BaseOperator):
         return command(context, self.step, self.step_args, tasks_python())
 
     def execute(self, context: Any) -> Any:
+        check_inputs_here(context, self.step, run_dir(context))
         argv = self.build_command(context)
         env = {**os.environ, **step_env(context, self.step)}
         env["PYTHONPATH"] = os.pathsep.join(
@@ -97,6 +101,8 @@ class LocalStepOperator(BaseOperator):
         summary = parse_summary(list(stdout_tail))
         reason = next((line.strip() for line in reversed(stderr_tail) if line.strip()), None)
         raise_for_exit_code(self.step, code, reason, summary)
+        if self.step == "prepare":
+            record_writer(context, run_dir(context))
         return summary
 
     def on_kill(self) -> None:

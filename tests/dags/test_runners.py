@@ -1,7 +1,9 @@
 """The runner factory: the docker and kubernetes runners run the same command on the same files.
 
 No Docker engine or cluster is needed here: these tests check the operators the factory builds
-(command line, environment, secrets, GPUs, mounts, rendered pod spec) and the exit-code mapping.
+(command line, environment, secrets, GPUs, mounts, rendered pod spec, worker queues, the engine a
+worker uses) and the exit-code mapping, and that a run directory written on another host is
+refused with one line.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ pytestmark = pytest.mark.dag
 PARAMS = {"data_path": "/data/pairs.jsonl", "epochs": 2, "matryoshka_dims": [64, 32]}
 
 
-def _context(task_id: str = "train") -> dict:
+def _context(task_id: str = "train", host: str = "worker-1", xcoms: dict | None = None) -> dict:
+    """A task's context on ``host``; ``xcoms`` ({(task_id, key): value}) holds the run's XComs."""
+    xcoms = {} if xcoms is None else xcoms
     ti = SimpleNamespace(
         dag_id="retrain_embeddings",
         run_id="manual__2026-11-29",
         task_id=task_id,
         try_number=1,
         map_index=-1,
+        hostname=host,
     )
+    ti.xcom_push = lambda key, value: xcoms.__setitem__((task_id, key), value)
+    ti.xcom_pull = lambda task_ids, key="return_value": xcoms.get((task_ids, key))
     dag = SimpleNamespace(dag_id=ti.dag_id)
     return {"ti": ti, "dag": dag, "run_id": ti.run_id, "params": dict(PARAMS)}
 
@@ -340,3 +347,177 @@ def test_local_step_does_not_inherit_the_task_process_stdin(monkeypatch, tmp_pat
         ours.close()
         theirs.close()
     assert summary == {"step": "report", "stdin_is_socket": False, "stdin_data": ""}
+
+
+# --- queues: heavy steps on the GPU workers, the rest on the CPU workers ---------------------
+HEAVY_TASKS = {"train", "evaluate_base", "evaluate_champion", "evaluate_finetuned"}
+
+
+def test_heavy_steps_have_one_home():
+    from embedding_ops.queues import HEAVY_STEPS, queue_for
+
+    assert HEAVY_STEPS == {"train", "evaluate", "mine"}
+    assert queue_for("mine") == queue_for("train") == "gpu"
+    assert {queue_for(s) for s in ("prepare", "report", "register", "publish")} == {"cpu"}
+
+
+@pytest.mark.parametrize("runner", ["local", "docker", "kubernetes"])
+def test_heavy_steps_go_to_the_gpu_queue_every_other_task_to_the_cpu_queue(monkeypatch, runner):
+    monkeypatch.delenv("EMBED_GPU_QUEUE", raising=False)
+    monkeypatch.delenv("EMBED_CPU_QUEUE", raising=False)
+    dag = _dag(monkeypatch, runner)
+    queues = {task.task_id: task.queue for task in dag.tasks}
+    assert {t for t, q in queues.items() if q == "gpu"} == HEAVY_TASKS
+    assert {t for t, q in queues.items() if q == "cpu"} == set(queues) - HEAVY_TASKS
+    assert queues["commit_watermark"] == "cpu"
+
+
+def test_queue_names_come_from_the_environment(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("EMBED_GPU_QUEUE", "a100")
+    monkeypatch.setenv("EMBED_CPU_QUEUE", "light")
+    monkeypatch.setenv("EMBED_RUNNER", "local")
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert not bag.import_errors, bag.import_errors
+    retrain = {t.task_id: t.queue for t in bag.dags["retrain_embeddings"].tasks}
+    assert {t for t, q in retrain.items() if q == "a100"} == HEAVY_TASKS
+    assert set(retrain.values()) == {"a100", "light"}
+    # the watcher's tasks, the deferrable sensor included: its resumption runs on a worker
+    watcher = bag.dags["watch_annotations"]
+    assert {t.task_id: t.queue for t in watcher.tasks} == {
+        "wait_for_annotations": "light",
+        "emit_annotations_event": "light",
+    }
+
+
+def test_a_bad_queue_name_is_one_clear_line(monkeypatch):
+    from embedding_ops.queues import gpu_queue
+
+    monkeypatch.setenv("EMBED_GPU_QUEUE", "gpu,cpu")
+    with pytest.raises(ValueError, match=r"^EMBED_GPU_QUEUE='gpu,cpu' is not a queue name"):
+        gpu_queue()
+
+
+def test_an_explicit_queue_wins(monkeypatch):
+    from embedding_ops.runners import step_operator
+
+    assert step_operator("train", runner="local").queue == "gpu"
+    assert step_operator("train", runner="local", queue="big-gpu").queue == "big-gpu"
+
+
+# --- the docker runner uses the engine of the worker that runs the task --------------------------
+def test_docker_runner_starts_containers_on_the_engine_of_the_worker_running_it(monkeypatch):
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from embedding_ops.docker_runner import LOCAL_ENGINE, DockerStepOperator
+
+    # parsed where another engine is configured (a DAG processor, a central host) ...
+    monkeypatch.setenv("EMBED_DOCKER_URL", "tcp://central-engine:2375")
+    op = DockerStepOperator(task_id="train", step="train")
+    assert op.docker_url == "tcp://central-engine:2375"
+    assert op.hook  # a client made for that engine before the task runs is not reused
+    # ... run by a GPU worker with the default settings: its own local socket
+    monkeypatch.delenv("EMBED_DOCKER_URL")
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    used = {}
+
+    def run(self, context):
+        used["url"] = self.docker_url
+        used["hook"] = self.hook._DockerHook__base_url[0]  # the client the operator makes
+        return ['{"step": "train"}']
+
+    monkeypatch.setattr(DockerOperator, "execute", run)
+    xcoms = {("prepare", "run_dir_writer"): {"host": "gpu-1", "run_dir": "x"}}
+    op.execute(_context("train", host="gpu-1", xcoms=xcoms))
+    assert used == {"url": LOCAL_ENGINE, "hook": LOCAL_ENGINE}
+    assert LOCAL_ENGINE == "unix://var/run/docker.sock"
+    # that worker's own setting wins; an engine given to the operator is kept
+    monkeypatch.setenv("EMBED_DOCKER_URL", "unix:///run/user/1000/docker.sock")
+    op.execute(_context("train", host="gpu-1", xcoms=xcoms))
+    assert used["url"] == used["hook"] == "unix:///run/user/1000/docker.sock"
+    fixed = DockerStepOperator(task_id="train", step="train", docker_url="tcp://builder:2375")
+    fixed.execute(_context("train", host="gpu-1", xcoms=xcoms))
+    assert used["url"] == "tcp://builder:2375"
+
+
+def test_docker_state_on_a_shared_host_path_is_bind_mounted(monkeypatch):
+    from embedding_ops.docker_runner import STATE_TARGET, mounts
+
+    monkeypatch.setenv("EMBED_STATE_VOLUME", "/srv/embedding/state")
+    (state,) = [m for m in mounts() if m["Target"] == STATE_TARGET]
+    assert (state["Type"], state["Source"]) == ("bind", "/srv/embedding/state")
+    monkeypatch.setenv("EMBED_STATE_VOLUME", "embed-state")
+    (state,) = [m for m in mounts() if m["Target"] == STATE_TARGET]
+    assert (state["Type"], state["Source"]) == ("volume", "embed-state")
+
+
+# --- run directories across hosts ----------------------------------------------------------
+def _fake_tasks_python(tmp_path, monkeypatch) -> None:
+    """``python -m tasks <step>`` stand-in: prepare writes the manifest, others print a summary."""
+    fake = tmp_path / "fake_tasks.py"
+    fake.write_text(
+        "import json, pathlib, sys\n"
+        "step, run_dir = sys.argv[1], pathlib.Path(sys.argv[3])\n"
+        "if step == 'prepare':\n"
+        "    (run_dir / 'data').mkdir(parents=True, exist_ok=True)\n"
+        "    (run_dir / 'data' / 'manifest.json').write_text('{}')\n"
+        "print(json.dumps({'step': step}))\n"
+    )
+    (tmp_path / "python").write_text(f'#!/bin/sh\nshift 2\nexec python3 {fake} "$@"\n')
+    (tmp_path / "python").chmod(0o755)
+    monkeypatch.setenv("EMBED_TASKS_PYTHON", str(tmp_path / "python"))
+
+
+def test_a_run_directory_written_on_another_host_is_refused_with_one_line(
+    monkeypatch, tmp_path, isolated_state
+):
+    from airflow.sdk.exceptions import AirflowFailException
+    from embedding_ops.shared_run_dir import WRITER_KEY
+    from embedding_ops.step_operator import LocalStepOperator
+
+    _fake_tasks_python(tmp_path, monkeypatch)
+    xcoms: dict = {}
+    prepare = LocalStepOperator(task_id="prepare", step="prepare")
+    assert prepare.execute(_context("prepare", host="cpu-1", xcoms=xcoms)) == {"step": "prepare"}
+    run_dir = isolated_state / "runs" / "retrain_embeddings" / "manual__2026-11-29"
+    assert xcoms[("prepare", WRITER_KEY)] == {"host": "cpu-1", "run_dir": str(run_dir)}
+
+    train = LocalStepOperator(task_id="train", step="train")
+    # a shared volume: the GPU worker sees what the CPU worker wrote
+    assert train.execute(_context("train", host="gpu-1", xcoms=xcoms)) == {"step": "train"}
+    # not shared: the GPU worker's artifact root is its own disk
+    monkeypatch.setenv("EMBED_ARTIFACT_ROOT", str(tmp_path / "gpu-1-disk"))
+    with pytest.raises(AirflowFailException) as info:
+        train.execute(_context("train", host="gpu-1", xcoms=xcoms))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (
+        f"run directory {tmp_path / 'gpu-1-disk' / 'retrain_embeddings' / 'manual__2026-11-29'} "
+        "is not on this host (gpu-1); prepare wrote it on cpu-1: put EMBED_ARTIFACT_ROOT on a "
+        "volume every worker mounts"
+    )
+    # the same host (a deleted run directory), or no record: the step says what it misses itself
+    assert train.execute(_context("train", host="cpu-1", xcoms=xcoms)) == {"step": "train"}
+    assert train.execute(_context("train", host="gpu-1")) == {"step": "train"}
+
+
+def test_the_docker_runner_refuses_a_run_directory_from_another_host_before_a_container(
+    monkeypatch, tmp_path
+):
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from airflow.sdk.exceptions import AirflowFailException
+    from embedding_ops.docker_runner import DockerStepOperator
+
+    started = []
+    monkeypatch.setattr(DockerOperator, "execute", lambda self, context: started.append(1))
+    xcoms = {("prepare", "run_dir_writer"): {"host": "cpu-1", "run_dir": "x"}}
+    monkeypatch.setenv("EMBED_ARTIFACT_ROOT", str(tmp_path / "gpu-2-disk"))
+    op = DockerStepOperator(task_id="evaluate_base", step="evaluate", step_args=["--model", "base"])
+    with pytest.raises(AirflowFailException, match=r"is not on this host \(gpu-2\); prepare wrote"):
+        op.execute(_context("evaluate_base", host="gpu-2", xcoms=xcoms))
+    assert not started
+    # with the run directories on a named volume the worker cannot look: the step decides
+    monkeypatch.setenv("EMBED_ARTIFACT_VOLUME", "embed-runs")
+    op = DockerStepOperator(task_id="evaluate_base", step="evaluate", step_args=["--model", "base"])
+    op.execute(_context("evaluate_base", host="gpu-2", xcoms=xcoms))
+    assert started
