@@ -55,10 +55,24 @@ def test_missing_evaluation_is_a_clear_error(tmp_path):
         report(tmp_path, CFG)
 
 
+def _eval_of(values: dict[str, list[float]]) -> dict:
+    """An evaluation at dims 64/32/16 with the given values of each metric, per dim."""
+    dims = [64, 32, 16]
+    metrics = {str(d): {m: v[i] for m, v in values.items()} for i, d in enumerate(dims)}
+    return {"dims": dims, "metrics": metrics, "model_fingerprint": "m", "eval_fingerprint": "e"}
+
+
+#: Every number differs between metrics, models and dims, and so does every delta and relative
+#: change: a figure read from the wrong metric, model, row or column changes the table.
+BASE = _eval_of({"ndcg@10": [0.5, 0.4, 0.3], "mrr@10": [0.25, 0.2, 0.5]})
+CHAMPION = {**_eval_of({"ndcg@10": [0.52, 0.42, 0.35], "mrr@10": [0.3, 0.1, 0.45]}), "version": "2"}
+FINETUNED = _eval_of({"ndcg@10": [0.6, 0.38, 0.45], "mrr@10": [0.275, 0.32, 0.4]})
+
+
 def test_table_format():
-    """Every number of the table: values, delta and relative change per dim, for the default
-    metric and another one (each dim's delta differs, so a swapped row or column shows)."""
-    evals = {"base": _eval([0.5, 0.4, 0.3]), "finetuned": _eval([0.6, 0.38, 0.45])}
+    """Every number of the table, in its row and column: values, delta and relative change per
+    dim, for the default metric and another one."""
+    evals = {"base": BASE, "finetuned": FINETUNED}
     assert format_table(evals).splitlines() == [
         "| dim | base ndcg@10 | fine-tuned ndcg@10 | delta | relative |",
         "|---:|---:|---:|---:|---:|",
@@ -69,25 +83,30 @@ def test_table_format():
     assert format_table(evals, "mrr@10").splitlines() == [
         "| dim | base mrr@10 | fine-tuned mrr@10 | delta | relative |",
         "|---:|---:|---:|---:|---:|",
-        "| 64 | 0.4500 | 0.5500 | +0.1000 | +22.2% |",
-        "| 32 | 0.3500 | 0.3300 | -0.0200 | -5.7% |",
-        "| 16 | 0.2500 | 0.4000 | +0.1500 | +60.0% |",
+        "| 64 | 0.2500 | 0.2750 | +0.0250 | +10.0% |",
+        "| 32 | 0.2000 | 0.3200 | +0.1200 | +60.0% |",
+        "| 16 | 0.5000 | 0.4000 | -0.1000 | -20.0% |",
     ]
 
 
 def test_table_format_with_a_champion():
-    evals = {
-        "base": _eval([0.5, 0.4, 0.3]),
-        "champion": {**_eval([0.55, 0.42, 0.35]), "version": "2"},
-        "finetuned": _eval([0.6, 0.38, 0.45]),
-    }
+    """The champion's column and the fine-tuned model against it, for both metrics."""
+    evals = {"base": BASE, "champion": CHAMPION, "finetuned": FINETUNED}
+    head = "| dim | base {m} | champion v2 | fine-tuned {m} | delta | relative | vs champion |"
+    rule = "|---:|---:|---:|---:|---:|---:|---:|"
     assert format_table(evals).splitlines() == [
-        "| dim | base ndcg@10 | champion v2 | fine-tuned ndcg@10 | delta | relative "
-        "| vs champion |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        "| 64 | 0.5000 | 0.5500 | 0.6000 | +0.1000 | +20.0% | +0.0500 |",
+        head.format(m="ndcg@10"),
+        rule,
+        "| 64 | 0.5000 | 0.5200 | 0.6000 | +0.1000 | +20.0% | +0.0800 |",
         "| 32 | 0.4000 | 0.4200 | 0.3800 | -0.0200 | -5.0% | -0.0400 |",
         "| 16 | 0.3000 | 0.3500 | 0.4500 | +0.1500 | +50.0% | +0.1000 |",
+    ]
+    assert format_table(evals, "mrr@10").splitlines() == [
+        head.format(m="mrr@10"),
+        rule,
+        "| 64 | 0.2500 | 0.3000 | 0.2750 | +0.0250 | +10.0% | -0.0250 |",
+        "| 32 | 0.2000 | 0.1000 | 0.3200 | +0.1200 | +60.0% | +0.2200 |",
+        "| 16 | 0.5000 | 0.4500 | 0.4000 | -0.1000 | -20.0% | -0.0500 |",
     ]
 
 
