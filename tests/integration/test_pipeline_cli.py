@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import last_json, make_pairs, run_cli, tiny_options, write_jsonl
+from conftest import last_json, make_pairs, run_cli, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -138,12 +138,3 @@ def test_failing_step_gives_one_line_reason(tmp_path):
     assert code == 1
     assert err.strip().splitlines()[-1].startswith("error: ")
     assert "prepare" in err
-
-
-def test_summary_line_is_json(tmp_path, tiny_model_dir):
-    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
-    code, out, _ = run_cli(
-        "prepare", "--run-dir", str(tmp_path / "r"), *tiny_options(data, tiny_model_dir)
-    )
-    assert code == 0
-    assert json.loads(out.strip().splitlines()[-1])["step"] == "prepare"
