@@ -1,5 +1,6 @@
 """Fixtures of the services tier: a whole Airflow deployment (PostgreSQL, api-server, scheduler,
-triggerer, dag-processor) on 127.0.0.1 for the test session.
+triggerer, dag-processor) on 127.0.0.1 for the test session, and one with the CeleryExecutor
+(Redis broker, a CPU and a GPU worker) for the tests that use it.
 
 The helpers of ``tests/conftest.py`` (``make_pairs``, ``write_jsonl``, ``service_unavailable``,
 ...) are importable from here too (``from conftest import make_pairs`` in this folder's tests).
@@ -121,3 +122,60 @@ def stopwatch():
     started = time.monotonic()
     yield
     print(f"\nwall time: {time.monotonic() - started:.1f}s")
+
+
+#: The Celery workers of :func:`celery_stack`: each stands for a host, named by its queue.
+CPU_WORKER = "cpu-1"
+GPU_WORKER = "gpu-1"
+#: Seconds without a heartbeat after which the scheduler fails a running task (a dead worker's).
+CELERY_HEARTBEAT_TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def celery_stack(tmp_path_factory):
+    """Airflow 3 with the CeleryExecutor: PostgreSQL (metadata DB and Celery result backend), a
+    private ``redis-server`` as broker, the api-server, scheduler, triggerer and dag-processor,
+    and two ``airflow celery worker`` processes: :data:`CPU_WORKER` on the queue ``cpu`` and
+    :data:`GPU_WORKER` on ``gpu``, one task at a time each.
+
+    Each worker records its own name as the task instances' ``hostname``. A running task that
+    sends no heartbeat for :data:`CELERY_HEARTBEAT_TIMEOUT` seconds (its worker died) is failed
+    and retried. MLflow is a SQLite store in the stack's folder (connection ``mlflow_default``).
+    """
+    try:
+        import celery  # noqa: F401
+        import psycopg2  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as exc:
+        service_unavailable(
+            "Airflow Celery stack", f"{exc.name} is not installed: pip install -r requirements.txt"
+        )
+    from support.airflow_stack import AirflowStack, StackError
+
+    root = tmp_path_factory.mktemp("airflow-celery")
+    stack = AirflowStack(
+        root,
+        executor="CeleryExecutor",
+        workers={CPU_WORKER: "cpu", GPU_WORKER: "gpu"},
+        env={
+            "EMBED_BASE_MODEL": DEMO_MODEL,
+            "EMBED_GPU_QUEUE": "gpu",
+            "EMBED_CPU_QUEUE": "cpu",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(CELERY_HEARTBEAT_TIMEOUT),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        },
+    )
+    try:
+        stack.start()
+    except (StackError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(stack.logs())
+        stack.stop()
+        service_unavailable("Airflow Celery stack", str(exc).splitlines()[0][:300])
+    print(f"\nAirflow Celery stack up in {stack.startup_seconds:.1f}s at {stack.url} ({root})")
+    try:
+        stack.mlflow_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+        (root / "mlflow").mkdir(exist_ok=True)
+        stack.set_connection("mlflow_default", "mlflow", host=stack.mlflow_uri)
+        yield stack
+    finally:
+        stack.stop()

@@ -8,6 +8,16 @@ with its output in a log file: ``airflow api-server``, ``airflow scheduler`` (Lo
 folder and the plugins from ``plugins/``, so the stack runs exactly the code users deploy; every
 step runs with the ``local`` runner (``python -m tasks <step>`` subprocesses).
 
+With ``executor="CeleryExecutor"`` the scheduler hands tasks to Celery instead: a private
+``redis-server`` (:class:`RedisServer`, Debian's package) is the broker, the stack's PostgreSQL
+the result backend (``db+postgresql://``), and ``airflow celery worker`` processes
+(:meth:`AirflowStack.start_worker`) each listen on their queues. Each worker stands for a host of
+its own: its Celery node name and the ``hostname`` Airflow records in its task instances are the
+worker's name (``[core] hostname_callable`` = :func:`worker_hostname`), so a test can tell from
+the task instances which worker ran what. :meth:`AirflowStack.kill_worker` takes a worker down as
+a crashed host would: SIGKILL to it and every process under it (task supervisors, task
+processes and their step subprocesses, which run in process groups of their own).
+
 The REST API (``/api/v2``) is reached with a JWT from ``POST /auth/token``: the simple auth manager
 has one ``admin`` user whose password the stack writes into the passwords file before start.
 
@@ -58,6 +68,19 @@ TEST_RETRAIN_CRON = "0 3 29 2 *"
 
 COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
 FINAL_RUN_STATES = ("success", "failed")
+#: The environment variable a Celery worker of the stack finds its host name in.
+WORKER_HOSTNAME_VARIABLE = "STACK_WORKER_HOSTNAME"
+
+
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` in the stack's Celery workers: the worker's name.
+
+    Every worker of the test stack runs on this machine; each one reports its own name as its
+    host, as workers on separate hosts would. Outside a worker: the machine's FQDN.
+    """
+    import socket
+
+    return os.environ.get(WORKER_HOSTNAME_VARIABLE) or socket.getfqdn()
 
 
 class StackError(RuntimeError):
@@ -256,7 +279,93 @@ class PostgresServer:
             self.root = None
 
 
+# --- Redis (the Celery broker) -----------------------------------------------------------------
+class RedisServer:
+    """A throwaway ``redis-server`` on 127.0.0.1 (no persistence) in a folder of its own.
+
+    :param root: its working folder and log.
+    """
+
+    def __init__(self, root: Path, *, startup_timeout: float = 30.0) -> None:
+        self.root = Path(root)
+        self.port = free_port()
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self._log: Any = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start ``redis-server`` in its own process group and wait for ``PING``.
+
+        Raises RuntimeError saying what to install when there is no ``redis-server``.
+        """
+        import socket
+
+        binary = shutil.which("redis-server") or (
+            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+        )
+        if binary is None:
+            raise RuntimeError(
+                "redis-server not found: install it (apt-get install -y redis-server)"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.root / "redis.log", "w")  # noqa: SIM115 - closed in stop()
+        argv = [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.root),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        tail = _tail(self.root / "redis.log")
+        self.stop()
+        raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}: {tail[-500:]}")
+
+    def stop(self) -> None:
+        """Stop the server (its process group)."""
+        if self.proc is not None:
+            stop_group(self.proc, timeout=10)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 # --- Airflow -----------------------------------------------------------------------------------
+@dataclass
+class CeleryWorker:
+    """An ``airflow celery worker`` of the stack: its name (= its host name), queues, process."""
+
+    name: str
+    queues: str
+    concurrency: int
+    proc: subprocess.Popen
+    log_path: Path
+    started: float = 0.0
+
+
 @dataclass
 class RunResult:
     """The outcome of a DAG run: final state, each task's state, the run's duration."""
@@ -274,6 +383,10 @@ class AirflowStack:
     :param root: directory for ``AIRFLOW_HOME``, ``EMBED_HOME`` and the component logs.
     :param env: extra environment of every component (wins over the stack's settings).
     :param startup_timeout: seconds to wait for all components to report healthy.
+    :param executor: ``LocalExecutor`` (tasks run by the scheduler) or ``CeleryExecutor`` (a
+        private Redis as broker; tasks run by the workers started with :meth:`start_worker`).
+    :param workers: for the CeleryExecutor, the workers to start with the stack:
+        ``{name: queues}`` (``"cpu"``, ``"gpu"``, ``"a,b"``), one task at a time each.
     """
 
     def __init__(
@@ -282,7 +395,17 @@ class AirflowStack:
         *,
         env: dict[str, str] | None = None,
         startup_timeout: float = 240.0,
+        executor: str = "LocalExecutor",
+        workers: dict[str, str] | None = None,
     ) -> None:
+        if executor not in ("LocalExecutor", "CeleryExecutor"):
+            raise ValueError(f"executor {executor!r}: use LocalExecutor or CeleryExecutor")
+        if workers and executor != "CeleryExecutor":
+            raise ValueError("workers need executor='CeleryExecutor'")
+        self.executor = executor
+        self.initial_workers = dict(workers or {})
+        self.workers: dict[str, CeleryWorker] = {}
+        self.redis = RedisServer(Path(root) / "redis") if executor == "CeleryExecutor" else None
         self.root = Path(root)
         self.home = self.root / "airflow"
         self.embed_home = self.root / "state"
@@ -317,7 +440,7 @@ class AirflowStack:
             **keep,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
@@ -354,6 +477,21 @@ class AirflowStack:
             "TOKENIZERS_PARALLELISM": "false",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.redis is not None:
+            pg = self.postgres
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.redis.url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": (
+                        f"db+postgresql://{pg.user}@127.0.0.1:{pg.port}/{pg.database}"
+                    ),
+                    # a task without a queue of its own goes to the CPU workers
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.extra_env.get(
+                        "EMBED_CPU_QUEUE", "cpu"
+                    ),
+                    "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                }
+            )
         env.update(self.extra_env)
         return env
 
@@ -369,6 +507,8 @@ class AirflowStack:
         for path in (self.home, self.embed_home, self.log_dir):
             path.mkdir(parents=True, exist_ok=True)
         self.postgres.start()
+        if self.redis is not None:
+            self.redis.start()
         (self.home / "passwords.json").write_text(json.dumps({self.username: self.password}))
         self.env = self._environment()
         migrate_log = self.log_dir / "db-migrate.log"
@@ -401,8 +541,112 @@ class AirflowStack:
                 start_new_session=True,
             )
         self._wait_healthy(started + self.startup_timeout)
+        for name, queues in self.initial_workers.items():
+            self.start_worker(name, queues, wait=False)
+        for name in self.initial_workers:
+            self.wait_for_worker(name, started + self.startup_timeout)
         self.startup_seconds = time.monotonic() - started
         return self
+
+    # -- Celery workers -------------------------------------------------------------------------
+    def start_worker(
+        self, name: str, queues: str, *, concurrency: int = 1, wait: bool = True
+    ) -> CeleryWorker:
+        """Start ``airflow celery worker --queues QUEUES`` as the host ``name``.
+
+        Its Celery node is ``name@<machine>`` and the task instances it runs record ``name`` as
+        their ``hostname``. It serves no logs (``--skip-serve-logs``: nothing listens beyond
+        127.0.0.1); task logs are files in the stack's log folder. With ``wait``, returns once
+        the worker reports ready.
+        """
+        if self.redis is None:
+            raise StackError("Celery workers need the stack's executor='CeleryExecutor'")
+        if name in self.workers:
+            raise StackError(f"a worker named {name!r} is already running")
+        env = {
+            **self.env,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+            WORKER_HOSTNAME_VARIABLE: name,
+            # the hostname callable lives in this module: tests/ on the worker's path
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), self.env["PYTHONPATH"]]),
+        }
+        log_path = self.log_dir / f"worker-{name}.log"
+        log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        argv = [
+            self._airflow(),
+            "celery",
+            "worker",
+            "--queues", queues,
+            "--celery-hostname", f"{name}@%h",
+            "--concurrency", str(concurrency),
+            "--skip-serve-logs",
+            "--without-gossip",
+            "--without-mingle",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.root,
+            start_new_session=True,
+        )
+        worker = CeleryWorker(name, queues, concurrency, proc, log_path, time.monotonic())
+        self.workers[name] = worker
+        if wait:
+            self.wait_for_worker(name, time.monotonic() + self.startup_timeout)
+        return worker
+
+    def wait_for_worker(self, name: str, deadline: float) -> None:
+        """Wait until the worker ``name`` has connected to the broker and reports ready."""
+        worker = self.workers[name]
+        while time.monotonic() < deadline:
+            if worker.proc.poll() is not None:
+                raise StackError(
+                    f"celery worker {name} exited with code {worker.proc.returncode}:\n"
+                    f"{_tail(worker.log_path)}"
+                )
+            if f"{name}@" in _tail(worker.log_path, 20000) and " ready." in _tail(
+                worker.log_path, 20000
+            ):
+                return
+            time.sleep(0.5)
+        raise StackError(f"celery worker {name} was not ready in time:\n{_tail(worker.log_path)}")
+
+    def kill_worker(self, name: str) -> list[int]:
+        """Take the worker ``name`` down as a crashed host: SIGKILL to it and every process under
+        it (task supervisors, task processes, step subprocesses). Returns the killed pids."""
+        import psutil
+
+        worker = self.workers.pop(name)
+        try:
+            root = psutil.Process(worker.proc.pid)
+        except psutil.NoSuchProcess:
+            return []
+        # freeze the tree first, so nothing under it starts or escapes while it is collected
+        tree = [root, *root.children(recursive=True)]
+        for proc in tree:
+            try:
+                proc.suspend()
+            except psutil.NoSuchProcess:
+                pass
+        tree += [p for p in root.children(recursive=True) if p not in tree]
+        killed = []
+        for proc in tree:
+            try:
+                proc.kill()
+                killed.append(proc.pid)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(tree, timeout=10)
+        worker.proc.wait(timeout=10)
+        return killed
+
+    def stop_workers(self) -> None:
+        """Stop every worker with everything it runs (task processes have groups of their own)."""
+        for name in list(self.workers):
+            self.kill_worker(name)
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -410,6 +654,12 @@ class AirflowStack:
                 raise StackError(
                     f"airflow {name} exited with code {proc.returncode}:\n"
                     f"{_tail(self.log_dir / f'{name}.log')}"
+                )
+        for name, worker in self.workers.items():
+            if worker.proc.poll() is not None:
+                raise StackError(
+                    f"celery worker {name} exited with code {worker.proc.returncode}:\n"
+                    f"{_tail(worker.log_path)}"
                 )
 
     def _wait_healthy(self, deadline: float) -> None:
@@ -432,7 +682,8 @@ class AirflowStack:
         raise StackError(f"the Airflow stack was not healthy in time: {health}\n{self.logs()}")
 
     def stop(self) -> None:
-        """Stop every component (its whole process group), then PostgreSQL."""
+        """Stop the workers, every component (its whole process group), Redis, PostgreSQL."""
+        self.stop_workers()
         for name in reversed(COMPONENTS):
             proc = self.procs.pop(name, None)
             if proc is not None:
@@ -441,6 +692,8 @@ class AirflowStack:
             log.close()
         self._logs.clear()
         self._client.close()
+        if self.redis is not None:
+            self.redis.stop()
         self.postgres.stop()
 
     def __enter__(self) -> AirflowStack:
@@ -459,12 +712,14 @@ class AirflowStack:
         self.stop()
 
     def logs(self, chars: int = 3000) -> str:
-        """The end of every component's log, for failure messages."""
+        """The end of every component's and worker's log, for failure messages."""
         parts = []
         for name in ("db-migrate", *COMPONENTS):
             path = self.log_dir / f"{name}.log"
             if path.exists():
                 parts.append(f"----- airflow {name} ({path}) -----\n{_tail(path, chars)}")
+        for path in sorted(self.log_dir.glob("worker-*.log")):
+            parts.append(f"----- celery {path.stem} ({path}) -----\n{_tail(path, chars)}")
         return "\n".join(parts)
 
     # -- REST API -------------------------------------------------------------------------------
@@ -563,6 +818,20 @@ class AirflowStack:
         """``{task_id: state}`` of a run's task instances."""
         data = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in data["task_instances"]}
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """A run's task instances as the API returns them (``task_id``, ``state``,
+        ``try_number``, ``hostname``, ``queue``, ``start_date``, ``end_date``, ...)."""
+        data = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return data["task_instances"]
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of a task instance, first try first (``try_number``, ``state``,
+        ``hostname``, ``queue``, ...)."""
+        data = self.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        )
+        return sorted(data["task_instances"], key=lambda ti: ti["try_number"])
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         """A task's XCom value (None when the task pushed none)."""
