@@ -384,99 +384,24 @@ def run_size(
     prepare_repeats: int = 3,
 ) -> dict[str, Any]:
     """prepare, capped train and evaluate on ``size`` synthetic pairs; returns the row."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", model_label(model)).strip("-").lower()
-    home = work / f"{slug}-{size}"
-    pairs = synthetic_pairs(size, seed)
-    data = write_jsonl(home / "pairs.jsonl", pairs)
-    stats = length_stats(pairs)
-    env = step_env(home / "state")
-    run_dir = home / "state" / "runs" / "bench_scaling" / f"n{size}"
-    values: dict[str, Any] = {
-        "data_path": str(data),
-        "base_model": model,
-        "use_negatives": False,
-        "batch_size": batch_size,
-        "epochs": 1,
-        "seed": seed,
-        "force": True,
-        **model_options(model),
-    }
     from tasks.config import config_to_cli_args
 
-    options = config_to_cli_args(values)
-    py = sys.executable
-    # prepare is short: the median of a few runs (each into its own run dir) steadies it
-    prepares = []
-    for i in range(prepare_repeats):
-        target = run_dir.with_name(f"{run_dir.name}-prepare{i}") if i else run_dir
-        argv = [py, "-m", "tasks", "prepare", "--run-dir", str(target), *options]
-        prepares.append(check(run_measured(argv, env), f"prepare ({size} pairs)"))
-    prepare = sorted(prepares, key=lambda m: m.wall_s)[len(prepares) // 2]
-    prepared = prepares[0].summary()
-    if prepared.get("train_pairs", 0) < steps * batch_size:
-        raise SystemExit(
-            f"{size} pairs leave {prepared.get('train_pairs')} training pairs, fewer than "
-            f"{steps} steps x batch {batch_size}: lower --steps or --batch-size"
-        )
-    timing_file = home / "train-timing.json"
-    train = check(
-        run_measured(
-            [
-                py,
-                "-c",
-                CAPPED_TRAIN,
-                str(steps),
-                str(timing_file),
-                "train",
-                "--run-dir",
-                str(run_dir),
-            ],
-            env,
-        ),
-        f"train ({size} pairs)",
-    )
-    marks = json.loads(timing_file.read_text())
-    phases = train_phases(marks, train.started, train.started + train.wall_s)
-    evaluate = check(
-        run_measured(
-            [py, "-m", "tasks", "evaluate", "--run-dir", str(run_dir), "--model", "base"]
-            + ["--no-cache"],
-            env,
-        ),
-        f"evaluate ({size} pairs)",
-    )
-    result = json.loads((run_dir / "eval" / "base.json").read_text())
-    manifest = json.loads((run_dir / "data" / "manifest.json").read_text())
-    counts = manifest["counts"]
-    row = {
-        "model": model,
-        "label": model_label(model),
-        "size": size,
-        "data": stats,
-        "counts": {
-            k: counts[k]
-            for k in (
-                "pairs",
-                "train_pairs",
-                "val_queries",
-                "val_corpus",
-                "eval_queries",
-                "eval_corpus",
-            )
-        },
-        "prepare": {
-            **prepare.record(),
-            "repeats": len(prepares),
-            "walls_s": [round(m.wall_s, 3) for m in prepares],
-        },
-        "train": {**train.record(), **{k: round(v, 3) for k, v in phases.items()}},
-        "evaluate": {
-            **evaluate.record(),
-            **{k: round(v, 3) for k, v in result.get("timing", {}).items()},
-        },
-    }
+    label = model_label(model)
+    home = work / f"{slug(label)}-{size}"
+    pairs = synthetic_pairs(size, seed)
+    data = write_jsonl(home / "pairs.jsonl", pairs)
+    env = step_env(home / "state")
+    run_dir = home / "state" / "runs" / "bench_scaling" / f"n{size}"
+    values = step_values(data, model, batch_size, seed, model_options(model))
+    prepares = _prepare_runs(run_dir, config_to_cli_args(values), env, size, prepare_repeats)
+    check_training_pairs(prepares[0].summary(), size, steps, batch_size)
+    train, phases = _capped_train(run_dir, env, size, steps, home / "train-timing.json")
+    evaluate = _evaluate_base(run_dir, env, size)
+    timing = json.loads((run_dir / "eval" / "base.json").read_text()).get("timing", {})
+    counts = json.loads((run_dir / "data" / "manifest.json").read_text())["counts"]
+    prepare = median_run(prepares)
     print(
-        f"{row['label']} {size} pairs: prepare {prepare.wall_s:.1f}s "
+        f"{label} {size} pairs: prepare {prepare.wall_s:.1f}s "
         f"({prepare.max_rss_mb:.0f} MB), train {train.wall_s:.1f}s "
         f"({phases['steps']} steps, {phases['step_s_median']:.2f} s/step, val eval "
         f"{phases['val_eval_s']:.1f}s, {train.max_rss_mb:.0f} MB), evaluate "
@@ -484,7 +409,121 @@ def run_size(
         f"docs, {evaluate.max_rss_mb:.0f} MB)",
         flush=True,
     )
-    return row
+    return size_row(
+        model,
+        label,
+        size,
+        length_stats(pairs),
+        counts,
+        prepares=prepares,
+        train=train,
+        phases=phases,
+        evaluate=evaluate,
+        timing=timing,
+    )
+
+
+def slug(label: str) -> str:
+    """A folder name for a model label (``tiny (2 layers, 64 dims)``: ``tiny-2-layers-64-dims``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
+
+
+def step_values(
+    data: Path, model: str, batch_size: int, seed: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The steps' config at one size: ``data``, one epoch without negatives, ``force`` (each size
+    is new data anyway) and the model's ``options`` (:func:`model_options`)."""
+    return {
+        "data_path": str(data),
+        "base_model": model,
+        "use_negatives": False,
+        "batch_size": batch_size,
+        "epochs": 1,
+        "seed": seed,
+        "force": True,
+        **options,
+    }
+
+
+def _prepare_runs(
+    run_dir: Path, options: list[str], env: dict[str, str], size: int, repeats: int
+) -> list[Measured]:
+    """prepare is short: ``repeats`` runs (each into its own run dir; the first into ``run_dir``,
+    which train and evaluate use) steady its time."""
+    prepares = []
+    for i in range(repeats):
+        target = run_dir.with_name(f"{run_dir.name}-prepare{i}") if i else run_dir
+        argv = [sys.executable, "-m", "tasks", "prepare", "--run-dir", str(target), *options]
+        prepares.append(check(run_measured(argv, env), f"prepare ({size} pairs)"))
+    return prepares
+
+
+def median_run(runs: list[Measured]) -> Measured:
+    """The run of median wall time (the upper middle one of an even count)."""
+    return sorted(runs, key=lambda m: m.wall_s)[len(runs) // 2]
+
+
+def check_training_pairs(prepared: dict[str, Any], size: int, steps: int, batch_size: int) -> None:
+    """SystemExit when prepare's summary has fewer training pairs than the capped train needs."""
+    if prepared.get("train_pairs", 0) < steps * batch_size:
+        raise SystemExit(
+            f"{size} pairs leave {prepared.get('train_pairs')} training pairs, fewer than "
+            f"{steps} steps x batch {batch_size}: lower --steps or --batch-size"
+        )
+
+
+def _capped_train(
+    run_dir: Path, env: dict[str, str], size: int, steps: int, timing_file: Path
+) -> tuple[Measured, dict[str, float]]:
+    """The train step capped at ``steps`` (:data:`CAPPED_TRAIN`), and its phases."""
+    argv = [sys.executable, "-c", CAPPED_TRAIN, str(steps), str(timing_file)]
+    argv += ["train", "--run-dir", str(run_dir)]
+    train = check(run_measured(argv, env), f"train ({size} pairs)")
+    marks = json.loads(timing_file.read_text())
+    return train, train_phases(marks, train.started, train.started + train.wall_s)
+
+
+def _evaluate_base(run_dir: Path, env: dict[str, str], size: int) -> Measured:
+    """The evaluate step on the base model, without the evaluation cache."""
+    argv = [sys.executable, "-m", "tasks", "evaluate", "--run-dir", str(run_dir)]
+    argv += ["--model", "base", "--no-cache"]
+    return check(run_measured(argv, env), f"evaluate ({size} pairs)")
+
+
+#: The manifest's counts a row keeps.
+COUNT_KEYS = ("pairs", "train_pairs", "val_queries", "val_corpus", "eval_queries", "eval_corpus")
+
+
+def size_row(
+    model: str,
+    label: str,
+    size: int,
+    stats: dict[str, float],
+    counts: dict[str, Any],
+    *,
+    prepares: list[Measured],
+    train: Measured,
+    phases: dict[str, float],
+    evaluate: Measured,
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    """One size's row: the data's ``stats``, the manifest's ``counts``, and per step its process
+    (prepare: the median of ``prepares``; train with its ``phases``; evaluate with the
+    ``timing`` it recorded), times rounded to the millisecond."""
+    return {
+        "model": model,
+        "label": label,
+        "size": size,
+        "data": stats,
+        "counts": {k: counts[k] for k in COUNT_KEYS},
+        "prepare": {
+            **median_run(prepares).record(),
+            "repeats": len(prepares),
+            "walls_s": [round(m.wall_s, 3) for m in prepares],
+        },
+        "train": {**train.record(), **{k: round(v, 3) for k, v in phases.items()}},
+        "evaluate": {**evaluate.record(), **{k: round(v, 3) for k, v in timing.items()}},
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -585,44 +624,52 @@ def markdown(result: dict[str, Any]) -> str:
         f"({result['steps']} steps) | train setup | s/step (CPU s) | val queries x docs "
         "| val eval | evaluate | encode | peak RSS prepare / train / evaluate |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(size_line(r) for r in result["rows"]),
     ]
-    for r in result["rows"]:
-        c, p, t, e = r["counts"], r["prepare"], r["train"], r["evaluate"]
-        lines.append(
-            f"| {r['label']} | {r['size']:,} | {c['eval_queries']:,} x {c['eval_corpus']:,} "
-            f"| {p['wall_s']:.1f} s | {t['wall_s']:.1f} s | {t['setup_s']:.1f} s "
-            f"| {t['step_s_median']:.2f} s{_cpu_cell(t.get('step_cpu_s_median'))} "
-            f"| {_val_set(c)} | {t['val_eval_s']:.1f} s "
-            f"| {e['wall_s']:.1f} s | {e.get('encode_s', 0):.1f} s "
-            f"| {p['max_rss_mb']:.0f} / {t['max_rss_mb']:.0f} / {e['max_rss_mb']:.0f} MB |"
-        )
     if result["growth"]:
-        names = [
-            n for n in GROWTH_KEYS if any(g["ratios"].get(n) is not None for g in result["growth"])
-        ]
-        lines += [
-            "",
-            "| model | growth | " + " | ".join(names) + " |",
-            "|---|---|" + "---:|" * len(names),
-        ]
-        for g in result["growth"]:
-            cells = ["" if g["ratios"][n] is None else f"{g['ratios'][n]:.2f}x" for n in names]
-            lines.append(
-                f"| {g['label']} | {_n(g['to'])}/{_n(g['from'])} | " + " | ".join(cells) + " |"
-            )
+        lines += growth_lines(result["growth"])
+    lines += ["", _explanation(result)]
+    notes = _notes(result["rows"])
+    if notes:
+        lines += ["", " ".join(notes)]
+    return "\n".join(lines)
+
+
+def size_line(r: dict[str, Any]) -> str:
+    """The table row of one (model, size)."""
+    c, p, t, e = r["counts"], r["prepare"], r["train"], r["evaluate"]
+    return (
+        f"| {r['label']} | {r['size']:,} | {c['eval_queries']:,} x {c['eval_corpus']:,} "
+        f"| {p['wall_s']:.1f} s | {t['wall_s']:.1f} s | {t['setup_s']:.1f} s "
+        f"| {t['step_s_median']:.2f} s{_cpu_cell(t.get('step_cpu_s_median'))} "
+        f"| {_val_set(c)} | {t['val_eval_s']:.1f} s "
+        f"| {e['wall_s']:.1f} s | {e.get('encode_s', 0):.1f} s "
+        f"| {p['max_rss_mb']:.0f} / {t['max_rss_mb']:.0f} / {e['max_rss_mb']:.0f} MB |"
+    )
+
+
+def growth_lines(growth: list[dict[str, Any]]) -> list[str]:
+    """The growth table: a column per ratio that any row has, a row per pair of sizes."""
+    names = [n for n in GROWTH_KEYS if any(g["ratios"].get(n) is not None for g in growth)]
+    lines = [
+        "",
+        "| model | growth | " + " | ".join(names) + " |",
+        "|---|---|" + "---:|" * len(names),
+    ]
+    for g in growth:
+        cells = ["" if g["ratios"][n] is None else f"{g['ratios'][n]:.2f}x" for n in names]
+        lines.append(
+            f"| {g['label']} | {_n(g['to'])}/{_n(g['from'])} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def _explanation(result: dict[str, Any]) -> str:
+    """What each column measures, the synthetic data's lengths and the machine."""
     m = result["machine"]
     d = result["rows"][0]["data"] if result["rows"] else {}
     repeats = result["rows"][0]["prepare"].get("repeats", 1) if result["rows"] else 1
-    notes = _extrapolations(result["rows"])
-    if any("tiny" in r["label"] for r in result["rows"]):
-        notes.append(
-            "The tiny model's steps hold well under a second of real work, so on a busy machine "
-            "thread scheduling dominates their times: read the cost of a step from the larger "
-            "model, and the growth of the data-dependent parts (prepare, validation, "
-            "evaluation, memory) from both."
-        )
-    lines += [
-        "",
+    return (
         f"Wall time and peak RSS of each step's own process (imports and model load included; "
         f"prepare: the median of {repeats} runs); "
         f"CPU seconds (every core of the process) leave out the waiting for a busy machine's "
@@ -637,11 +684,21 @@ def markdown(result: dict[str, Any]) -> str:
         f"median {d.get('doc_words_median')} words (p95 {d.get('doc_words_p95')}), queries "
         f"median {d.get('query_words_median')} words, about 3 queries per document. "
         f"{m['device_name']}, torch {m['torch']}, sentence-transformers "
-        f"{m['sentence_transformers']}, {m['date']}.",
-    ]
-    if notes:
-        lines += ["", " ".join(notes)]
-    return "\n".join(lines)
+        f"{m['sentence_transformers']}, {m['date']}."
+    )
+
+
+def _notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The extrapolations, and how to read the tiny model's times when it was measured."""
+    notes = _extrapolations(rows)
+    if any("tiny" in r["label"] for r in rows):
+        notes.append(
+            "The tiny model's steps hold well under a second of real work, so on a busy machine "
+            "thread scheduling dominates their times: read the cost of a step from the larger "
+            "model, and the growth of the data-dependent parts (prepare, validation, "
+            "evaluation, memory) from both."
+        )
+    return notes
 
 
 def _val_set(counts: dict[str, Any]) -> str:

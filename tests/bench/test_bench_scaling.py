@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,127 @@ def test_extrapolation_scales_validation_and_evaluation_by_their_own_corpora():
     assert "validation (2,500 documents) would take about 2 min" in note
     assert "evaluation (30,000 documents) about 50 min" in note
     assert "x 1.2 and x 10.0" in note
+
+
+def _measured(wall_s: float, max_rss_mb: float = 100.0, cpu_s: float = 1.0):
+    from bench.scaling import Measured
+
+    return Measured(["x"], 0, wall_s=wall_s, max_rss_mb=max_rss_mb, cpu_s=cpu_s, started=0.0)
+
+
+def test_a_sizes_folder_config_and_training_pairs():
+    from bench.scaling import check_training_pairs, slug, step_values
+
+    assert slug("tiny (2 layers, 64 dims)") == "tiny-2-layers-64-dims"
+    assert slug("all-MiniLM-L6-v2") == "all-minilm-l6-v2"
+    dims = {"matryoshka_dims": [64, 32], "best_metric_dim": 32}
+    assert step_values(Path("/w/pairs.jsonl"), "tiny", 8, 3, dims) == {
+        "data_path": "/w/pairs.jsonl",
+        "base_model": "tiny",
+        "use_negatives": False,
+        "batch_size": 8,
+        "epochs": 1,
+        "seed": 3,
+        "force": True,
+        "matryoshka_dims": [64, 32],
+        "best_metric_dim": 32,
+    }
+    check_training_pairs({"train_pairs": 32}, 100, steps=4, batch_size=8)  # just enough
+    with pytest.raises(SystemExit, match="^100 pairs leave 31 training pairs, fewer than 4 steps"):
+        check_training_pairs({"train_pairs": 31}, 100, steps=4, batch_size=8)
+    with pytest.raises(SystemExit, match="leave None training pairs"):
+        check_training_pairs({}, 100, steps=4, batch_size=8)
+
+
+def test_a_size_row_and_its_table_line():
+    from bench.scaling import median_run, size_line, size_row
+
+    prepares = [_measured(3.0, 150.0), _measured(1.0, 140.0), _measured(2.0004, 150.4)]
+    assert median_run(prepares) is prepares[2]
+    assert median_run(prepares[:2]) is prepares[0]  # of two: the slower
+    counts = {"pairs": 1000, "train_pairs": 800, "val_queries": 50, "val_corpus": 2000}
+    counts.update(eval_queries=100, eval_corpus=1234, eval_pairs=120)
+    phases = {"setup_s": 12.3404, "step_s_median": 1.234, "step_cpu_s_median": 0.5}
+    phases.update(val_eval_s=3.0, steps=4)
+    row = size_row(
+        "/m/st",
+        "tiny (2 layers, 64 dims)",
+        1000,
+        {"documents": 333},
+        counts,
+        prepares=prepares,
+        train=_measured(30.0, 900.0, 50.0),
+        phases=phases,
+        evaluate=_measured(10.0, 800.0, 15.0),
+        timing={"encode_s": 5.00049},
+    )
+    assert row == {
+        "model": "/m/st",
+        "label": "tiny (2 layers, 64 dims)",
+        "size": 1000,
+        "data": {"documents": 333},
+        "counts": {k: v for k, v in counts.items() if k != "eval_pairs"},
+        "prepare": {
+            **{"returncode": 0, "wall_s": 2.0, "max_rss_mb": 150.4, "cpu_s": 1.0},
+            "repeats": 3,
+            "walls_s": [3.0, 1.0, 2.0],
+        },
+        "train": {
+            **{"returncode": 0, "wall_s": 30.0, "max_rss_mb": 900.0, "cpu_s": 50.0},
+            **{"setup_s": 12.34, "step_s_median": 1.234, "step_cpu_s_median": 0.5},
+            **{"val_eval_s": 3.0, "steps": 4},
+        },
+        "evaluate": {
+            **{"returncode": 0, "wall_s": 10.0, "max_rss_mb": 800.0, "cpu_s": 15.0},
+            "encode_s": 5.0,
+        },
+    }
+    assert size_line(row) == (
+        "| tiny (2 layers, 64 dims) | 1,000 | 100 x 1,234 | 2.0 s | 30.0 s | 12.3 s "
+        "| 1.23 s (0.50) | 50 x 2,000 | 3.0 s | 10.0 s | 5.0 s | 150 / 900 / 800 MB |"
+    )
+    # results from before the CPU time per step and the validation corpus were recorded
+    del row["train"]["step_cpu_s_median"]
+    row["counts"]["val_corpus"] = None
+    assert "| 1.23 s |  | 3.0 s |" in size_line(row)
+
+
+def test_growth_ratios_and_their_table():
+    from bench.scaling import growth, growth_lines
+
+    def row(model, size, prepare_s, train_s, evaluate_s):
+        return {
+            "model": model,
+            "label": model.upper(),
+            "size": size,
+            "prepare": {"wall_s": prepare_s, "cpu_s": prepare_s / 2, "max_rss_mb": 100.0},
+            "train": {"wall_s": train_s},
+            "evaluate": {"wall_s": evaluate_s},
+        }
+
+    rows = [row("m", 1000, 2.0, 10.0, 4.0), row("m", 10_000, 5.0, 12.0, 40.0)]
+    rows.append(row("t", 100_000, 1.0, 1.0, 1.0))  # another model: no ratio to the one before
+    (g,) = growth(rows)
+    assert (g["label"], g["from"], g["to"], g["data_ratio"]) == ("M", 1000, 10_000, 10.0)
+    assert {k: v for k, v in g["ratios"].items() if v is not None} == {
+        "prepare": 2.5,
+        "prepare CPU": 2.5,
+        "train": 1.2,
+        "evaluate": 10.0,
+        "prepare RSS": 1.0,
+    }
+    assert growth_lines([g]) == [
+        "",
+        "| model | growth | prepare | prepare CPU | train | evaluate | prepare RSS |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        "| M | 10k/1k | 2.50x | 2.50x | 1.20x | 10.00x | 1.00x |",
+    ]
+
+
+def test_the_command_line_leaves_out_where_results_go():
+    from bench.scaling import command_line
+
+    argv = ["--small", "--work", "/w", "--out=o.json", "--docs", "--extra", '{"a": 1}']
+    assert (
+        command_line("scaling.py", argv) == "python bench/scaling.py --small --extra '{\"a\": 1}'"
+    )
