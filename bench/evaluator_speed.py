@@ -20,6 +20,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import machine_info, update_docs
 
@@ -71,6 +72,35 @@ def load_demo(max_queries: int = 0):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Time both evaluators on one model and data set, print the table and a JSON line, write
+    ``--out`` and, with ``--docs``, the table into docs/benchmarks.md; returns the result."""
+    args = _parser().parse_args(argv)
+    dims = [int(d) for d in args.dims.split(",")]
+    queries, corpus, relevant, source = _evaluation_set(args)
+    model = _warm_model(args.model)
+    reference, t_reference, ours, t_ours = time_evaluators(model, queries, corpus, relevant, dims)
+    compared = compare(reference, ours, dims, model.similarity_fn_name)
+    result = {
+        "queries": len(queries),
+        "corpus": len(corpus),
+        "dims": dims,
+        "reference_s": t_reference,
+        "ours_s": t_ours,
+        "ratio": t_reference / t_ours,
+        "max_abs_diff": compared["max_abs_diff"],
+        "machine": machine_info(),
+    }
+    table = speed_table(source, args.model, result, compared)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.docs:
+        update_docs("evaluator_speed", table)
+    print(json.dumps(result))
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gorilla_apibench"))
     parser.add_argument("--split", default="test")
@@ -80,25 +110,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--small", action="store_true", help="the demo data instead of --data")
     parser.add_argument("--out", help="write the result JSON here")
     parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _evaluation_set(args: argparse.Namespace):
+    """(queries, corpus, relevant, what they are): the demo data with ``--small``, else the
+    BEIR-style folder ``--data`` at ``--split``; at most ``--max-queries`` queries."""
+    if args.small:
+        return (*load_demo(args.max_queries), "demo data")
+    queries, corpus, relevant = load_beir(Path(args.data), args.split, args.max_queries)
+    return queries, corpus, relevant, f"{Path(args.data).name} ({args.split})"
+
+
+def _warm_model(ref: str):
+    """The model, with one encode done: one-off initialisation stays out of both timings."""
+    from tasks.models import load_model, resolve_model
+
+    model = load_model(resolve_model(ref), device=None)
+    model.encode(["warm up"])
+    return model
+
+
+def time_evaluators(model, queries, corpus, relevant, dims: list[int]):
+    """(reference metrics, its seconds, our metrics, their seconds): a SequentialEvaluator of one
+    InformationRetrievalEvaluator per dim (each encodes everything), then our evaluator, which
+    encodes once and truncates per dim."""
     from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
     from sentence_transformers.sentence_transformer.evaluation import (
         InformationRetrievalEvaluator,
     )
 
     from tasks.evaluate import MatryoshkaIREvaluator
-    from tasks.models import load_model, resolve_model
-
-    dims = [int(d) for d in args.dims.split(",")]
-    if args.small:
-        queries, corpus, relevant = load_demo(args.max_queries)
-        source = "demo data"
-    else:
-        queries, corpus, relevant = load_beir(Path(args.data), args.split, args.max_queries)
-        source = f"{Path(args.data).name} ({args.split})"
-    model = load_model(resolve_model(args.model), device=None)
-    model.encode(["warm up"])  # exclude one-off initialisation from both timings
 
     started = time.perf_counter()
     reference = SequentialEvaluator(
@@ -119,50 +161,47 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = time.perf_counter()
     ours = MatryoshkaIREvaluator(queries, corpus, relevant, dims, batch_size=64).compute(model)
-    t_ours = time.perf_counter() - started
+    return reference, t_reference, ours, time.perf_counter() - started
 
-    prefix = model.similarity_fn_name
+
+def compare(
+    reference: dict[str, float], ours: dict[int, dict[str, float]], dims: list[int], prefix: str
+) -> dict[str, Any]:
+    """Our metrics (``{dim: {metric: value}}``) against the reference's (keys
+    ``dim_{d}_{prefix}_{metric}``): the largest absolute difference over every metric and dim, and
+    NDCG@10 per dim of each."""
     worst = 0.0
     for d in dims:
         for metric, value in ours[d].items():
-            ref = reference[f"dim_{d}_{prefix}_{metric}"]
-            worst = max(worst, abs(ref - value))
-    ref_ndcg = ", ".join(f"{reference[f'dim_{d}_{prefix}_ndcg@10']:.4f}" for d in dims)
-    our_ndcg = ", ".join(f"{ours[d]['ndcg@10']:.4f}" for d in dims)
-    ratio = t_reference / t_ours
-    machine = machine_info()
-    table = "\n".join(
+            worst = max(worst, abs(reference[f"dim_{d}_{prefix}_{metric}"] - value))
+    return {
+        "max_abs_diff": worst,
+        "reference_ndcg@10": [reference[f"dim_{d}_{prefix}_ndcg@10"] for d in dims],
+        "ours_ndcg@10": [ours[d]["ndcg@10"] for d in dims],
+    }
+
+
+def speed_table(source: str, model: str, result: dict[str, Any], compared: dict[str, Any]) -> str:
+    """The markdown of a result: the data, both evaluators' seconds and NDCG@10 per dim, the speed
+    ratio and whether every metric matches (to 1e-6)."""
+    machine, dims, worst = result["machine"], result["dims"], result["max_abs_diff"]
+    ref_ndcg = ", ".join(f"{v:.4f}" for v in compared["reference_ndcg@10"])
+    our_ndcg = ", ".join(f"{v:.4f}" for v in compared["ours_ndcg@10"])
+    return "\n".join(
         [
-            f"{source}: {len(queries)} queries, {len(corpus)} documents, dims {dims}, "
-            f"model `{args.model}` on {machine['device_name']}, {machine['date']}",
+            f"{source}: {result['queries']} queries, {result['corpus']} documents, dims {dims}, "
+            f"model `{model}` on {machine['device_name']}, {machine['date']}",
             "",
             "| evaluator | seconds | ndcg@10 per dim |",
             "|---|---:|---|",
-            f"| SequentialEvaluator of {len(dims)} IR evaluators | {t_reference:.1f} "
+            f"| SequentialEvaluator of {len(dims)} IR evaluators | {result['reference_s']:.1f} "
             f"| {ref_ndcg} |",
-            f"| MatryoshkaIREvaluator (encode once) | {t_ours:.1f} | {our_ndcg} |",
+            f"| MatryoshkaIREvaluator (encode once) | {result['ours_s']:.1f} | {our_ndcg} |",
             "",
-            f"Speed ratio **{ratio:.2f}x** (target >= 3x at 4 dims); largest metric difference "
-            f"{worst:.2e} ({'identical' if worst <= 1e-6 else 'DIFFERENT'}).",
+            f"Speed ratio **{result['ratio']:.2f}x** (target >= 3x at 4 dims); largest metric "
+            f"difference {worst:.2e} ({'identical' if worst <= 1e-6 else 'DIFFERENT'}).",
         ]
     )
-    print(table)
-    result = {
-        "queries": len(queries),
-        "corpus": len(corpus),
-        "dims": dims,
-        "reference_s": t_reference,
-        "ours_s": t_ours,
-        "ratio": ratio,
-        "max_abs_diff": worst,
-        "machine": machine,
-    }
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    if args.docs:
-        update_docs("evaluator_speed", table)
-    print(json.dumps(result))
-    return result
 
 
 if __name__ == "__main__":
