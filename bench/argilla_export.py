@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,37 +184,15 @@ def _measure_in_child(url: str, key: str, dataset: str, workspace: str, batch: i
 
 # --- the command -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=500, help="records per export page")
-    parser.add_argument("--url", help="an existing Argilla server (default: start the test one)")
-    parser.add_argument("--key", help="its owner's API key")
-    parser.add_argument("--workspace", default="retrieval")
-    parser.add_argument("--annotators", default="annotator-1,annotator-2")
-    parser.add_argument("--no-sdk", action="store_true", help="skip the SDK reference")
-    parser.add_argument("--out", help="write the result JSON here")
-    parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
-    parser.add_argument("--measure", choices=("ours", "sdk"), help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--dataset", help="measure this dataset (logged by an earlier run) instead of logging one"
-    )
-    args = parser.parse_args(argv)
+    """Log the records (unless ``--dataset``), export them in fresh processes our way and the
+    SDK's, print the table and a JSON line, write ``--out`` and, with ``--docs``, the table into
+    docs/benchmarks.md; returns the result. ``--measure`` is one such process."""
+    args = _parser().parse_args(argv)
     if args.measure:  # the child process
         result = measure(args.dataset, args.workspace, args.batch_size, args.measure)
         print(json.dumps(result))
         return result
-
-    server = None
-    if args.url:
-        url, key, workspace = args.url, args.key, args.workspace
-        annotators = args.annotators.split(",")
-    else:
-        from support.argilla_server import ArgillaServer
-
-        server = ArgillaServer(Path(tempfile.mkdtemp(prefix="bench-argilla-"))).start()
-        url, key, workspace = server.url, server.owner_key, server.workspace
-        annotators = list(server.annotator_keys)
-    try:
+    with _argilla(args) as (url, key, workspace, annotators):
         import argilla as rg
 
         client = rg.Argilla(api_url=url, api_key=key, timeout=1800)
@@ -224,38 +204,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = [
             _measure_in_child(url, key, dataset, workspace, args.batch_size, way) for way in ways
         ]
-    finally:
-        if server is not None:
-            server.stop()
-
     machine = machine_info()
-    label = {
-        "ours": "`load_argilla` (pages of JSON, pairs only)",
-        "sdk": "SDK `list(dataset.records(with_responses=True))`",
-    }
-    lines = [
-        f"{args.records} records (two annotators, {expected_counts(args.records)['pairs']} "
-        f"submitted answers), pages of {args.batch_size}, Argilla server 2.8.0 with SQLite on "
-        f"the same machine ({machine['device_name']}), {machine['date']}",
-        "",
-        "| export | seconds | records/s | RSS before MiB | peak RSS MiB | traced peak MiB "
-        "| retained MiB | transient MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {label[r['way']]} | {r['seconds']:.1f} | {r['records_per_s']:.0f} "
-            f"| {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} "
-            f"| {r['traced_peak_mib']:.1f} | {r['traced_retained_mib']:.1f} "
-            f"| {r['traced_transient_mib']:.1f} |"
-        )
-    lines += [
-        "",
-        "Retained = what the export's result holds (the pairs; for the SDK, every record object); "
-        "transient = traced peak - retained, the working set of the export itself."
-        + (f" Logging the records took {log_seconds:.0f} s." if log_seconds else ""),
-    ]
-    table = "\n".join(lines)
+    table = export_table(args.records, args.batch_size, rows, log_seconds, machine)
     print(table)
     result = {
         "records": args.records,
@@ -271,6 +221,81 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         update_docs("argilla_export", table)
     print(json.dumps(result))
     return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=500, help="records per export page")
+    parser.add_argument("--url", help="an existing Argilla server (default: start the test one)")
+    parser.add_argument("--key", help="its owner's API key")
+    parser.add_argument("--workspace", default="retrieval")
+    parser.add_argument("--annotators", default="annotator-1,annotator-2")
+    parser.add_argument("--no-sdk", action="store_true", help="skip the SDK reference")
+    parser.add_argument("--out", help="write the result JSON here")
+    parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--measure", choices=("ours", "sdk"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dataset", help="measure this dataset (logged by an earlier run) instead of logging one"
+    )
+    return parser
+
+
+@contextmanager
+def _argilla(args: argparse.Namespace) -> Iterator[tuple[str, str, str, list[str]]]:
+    """(url, owner key, workspace, annotators) of ``--url``, or of the test suite's server
+    (``tests/support/argilla_server.py``), started here and stopped afterwards."""
+    if args.url:
+        yield args.url, args.key, args.workspace, args.annotators.split(",")
+        return
+    from support.argilla_server import ArgillaServer
+
+    server = ArgillaServer(Path(tempfile.mkdtemp(prefix="bench-argilla-"))).start()
+    try:
+        yield server.url, server.owner_key, server.workspace, list(server.annotator_keys)
+    finally:
+        server.stop()
+
+
+#: How the table names each way of exporting.
+WAYS = {
+    "ours": "`load_argilla` (pages of JSON, pairs only)",
+    "sdk": "SDK `list(dataset.records(with_responses=True))`",
+}
+
+
+def export_table(
+    records: int,
+    batch_size: int,
+    rows: list[dict[str, Any]],
+    log_seconds: float | None,
+    machine: dict[str, Any],
+) -> str:
+    """The markdown of the measured exports (``rows``, as :func:`measure` returns them): time,
+    speed, RSS and traced memory per way, and what the columns mean."""
+    lines = [
+        f"{records} records (two annotators, {expected_counts(records)['pairs']} "
+        f"submitted answers), pages of {batch_size}, Argilla server 2.8.0 with SQLite on "
+        f"the same machine ({machine['device_name']}), {machine['date']}",
+        "",
+        "| export | seconds | records/s | RSS before MiB | peak RSS MiB | traced peak MiB "
+        "| retained MiB | transient MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {WAYS[r['way']]} | {r['seconds']:.1f} | {r['records_per_s']:.0f} "
+            f"| {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} "
+            f"| {r['traced_peak_mib']:.1f} | {r['traced_retained_mib']:.1f} "
+            f"| {r['traced_transient_mib']:.1f} |"
+        )
+    lines += [
+        "",
+        "Retained = what the export's result holds (the pairs; for the SDK, every record object); "
+        "transient = traced peak - retained, the working set of the export itself."
+        + (f" Logging the records took {log_seconds:.0f} s." if log_seconds else ""),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
