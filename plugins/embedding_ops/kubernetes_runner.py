@@ -4,7 +4,11 @@
 ``python -m tasks <step> --run-dir DIR <options>`` as the other runners, with:
 
 - the run directories on a shared volume claim (``EMBED_K8S_PVC``, default ``embed-artifacts``)
-  mounted at the same artifact root path as on the workers;
+  mounted at the same artifact root path as on the workers, and the steps' state (``EMBED_HOME``
+  of the image, ``/data/state``: the last successful run's fingerprint, the evaluation cache) in
+  the folder :data:`STATE_SUBPATH` of the same claim, so that it outlives the pod: without it
+  every nightly run would train again and re-encode the base model. A claim shared by pods on
+  several nodes needs the ``ReadWriteMany`` access mode (NFS, CephFS, a cloud file store);
 - ``nvidia.com/gpu`` limits when ``EMBED_GPUS`` is a count (``all`` is not a Kubernetes amount);
 - secrets from Kubernetes Secrets, as environment variables: ``EMBED_K8S_MLFLOW_SECRET`` (default
   ``mlflow-credentials``: MLFLOW_TRACKING_URI/USERNAME/PASSWORD) for every step and
@@ -31,6 +35,10 @@ from embedding_ops.step_spec import command, gpu_request, public_env, task_image
 from tasks.io import EXIT_NOTHING_TO_DO
 
 XCOM_FILE = "/airflow/xcom/return.json"
+#: Where the task image keeps the steps' state (its ``EMBED_HOME``).
+STATE_TARGET = "/data/state"
+#: The folder of the artifacts claim that holds the steps' state.
+STATE_SUBPATH = ".embed-state"
 
 
 def gpu_limit(gpus: str) -> int:
@@ -55,6 +63,7 @@ def _volume_spec() -> tuple[list[Any], list[Any]]:
         persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim),
     )
     mount = k8s.V1VolumeMount(name="artifacts", mount_path=str(artifact_root()))
+    state = k8s.V1VolumeMount(name="artifacts", mount_path=STATE_TARGET, sub_path=STATE_SUBPATH)
     # A pod's /dev/shm is 64Mi by default: too small for DataLoader workers and for NCCL when the
     # train step runs one process per GPU (train_processes). A memory-backed emptyDir replaces it.
     shm = k8s.V1Volume(
@@ -64,7 +73,7 @@ def _volume_spec() -> tuple[list[Any], list[Any]]:
         ),
     )
     shm_mount = k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")
-    return [volume, shm], [mount, shm_mount]
+    return [volume, shm], [mount, state, shm_mount]
 
 
 def _resources(gpus: int) -> Any:

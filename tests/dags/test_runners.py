@@ -201,8 +201,10 @@ def test_kubernetes_pod_spec(monkeypatch, isolated_state):
     assert args[-2:] == ["--summary-file", "/airflow/xcom/return.json"]
     assert "--epochs" in args and args[args.index("--epochs") + 1] == "2"
     assert container.resources.limits == {"nvidia.com/gpu": "2"}
-    (mount,) = [m for m in container.volume_mounts if m.name == "artifacts"]
-    assert mount.mount_path == str(isolated_state / "runs")
+    runs, state = [m for m in container.volume_mounts if m.name == "artifacts"]
+    assert runs.mount_path == str(isolated_state / "runs") and not runs.sub_path
+    # the state (last-success fingerprint, evaluation cache) outlives the pod, on the same claim
+    assert (state.mount_path, state.sub_path) == ("/data/state", ".embed-state")
     (volume,) = [v for v in pod.spec.volumes if v.name == "artifacts"]
     assert volume.persistent_volume_claim.claim_name == "embed-artifacts"
     (shm,) = [v for v in pod.spec.volumes if v.name == "dshm"]
