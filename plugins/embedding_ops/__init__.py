@@ -7,6 +7,10 @@
 - :mod:`embedding_ops.docker_runner` / :mod:`embedding_ops.kubernetes_runner`: the same step in a
   container / a pod of the task image;
 - :mod:`embedding_ops.contract`: the step contract (summary line, exit codes) shared by runners;
+- :mod:`embedding_ops.queues`: the worker queue of each task (heavy steps on the GPU queue, the
+  rest on the CPU queue; CeleryExecutor);
+- :mod:`embedding_ops.shared_run_dir`: who wrote a run directory, and one clear line when a worker
+  on another host cannot see it;
 - :mod:`embedding_ops.mlflow_hook`: MLflow settings from the ``mlflow_default`` connection;
 - :mod:`embedding_ops.hf_hook`: the Hub token/endpoint from the ``huggingface_default`` connection
   (handed to the ``publish`` step only);
