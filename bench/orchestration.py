@@ -525,19 +525,7 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
     # A deployment has run tasks before: each LocalExecutor worker pays a one-time start (several
     # seconds: bundles, plugins) on its first task. A short warm-up run on 64 of the pairs, with
     # another seed and model name (so no cache and no champion carries over), pays it first.
-    data = Path(conf["data_path"])
-    warmup_data = root / "warmup.jsonl"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(data, encoding="utf-8") as src:
-        warmup_data.write_text("".join(line for _, line in zip(range(64), src)))
-    warmup = {
-        **conf,
-        "data_path": str(warmup_data),
-        "epochs": 1,
-        "batch_size": 8,
-        "seed": int(conf.get("seed", 42)) + 1,
-        "registered_model_name": "bench-warmup",
-    }
+    warmup = warmup_conf(conf, _head(Path(conf["data_path"]), 64, root / "warmup.jsonl"))
     with stack:
         stack.unpause(DAG_ID)
         started = time.time()
@@ -546,38 +534,76 @@ def arm_stack(conf: dict[str, Any], root: Path) -> dict[str, Any]:
         if warm_state != "success":
             raise SystemExit(f"the warm-up run {warm_id} ended {warm_state}")
         warmup_s = time.time() - started
-        runs: dict[str, Any] = {}
-        for name in ("full", "noop"):
-            meter = CpuMeter().start() if Path("/proc/stat").exists() else None
-            run_id = stack.trigger(DAG_ID, conf)
-            result = stack.wait_for_run(DAG_ID, run_id, timeout=7200)
-            cpu = meter.stop() if meter else None
-            run = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
-            tis = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
-            queued, start, end = (_ts(run.get(k)) for k in ("queued_at", "start_date", "end_date"))
-            tasks = {}
-            for ti in tis["task_instances"]:
-                t_start, t_end = _ts(ti.get("start_date")), _ts(ti.get("end_date"))
-                tasks[ti["task_id"]] = {
-                    "state": ti["state"],
-                    "start": t_start,
-                    "end": t_end,
-                    "queued": _ts(ti.get("queued_when")),
-                    "duration_s": (t_end - t_start) if t_start and t_end else None,
-                }
-            runs[name] = {
-                "run_id": run_id,
-                "state": result.state,
-                "queued": queued,
-                "start": start,
-                "end": end,
-                "run_s": (end - (queued or start)) if end and (queued or start) else None,
-                "tasks": tasks,
-                "cpu": cpu,
-            }
-            if result.state != "success":
-                raise SystemExit(f"the stack run {run_id} ended {result.state}: {result.tasks}")
+        runs = {name: _stack_run(stack, conf) for name in ("full", "noop")}
         return {"startup_s": stack.startup_seconds, "warmup_s": warmup_s, "runs": runs}
+
+
+def warmup_conf(conf: dict[str, Any], data: Path) -> dict[str, Any]:
+    """The warm-up run's conf: ``conf`` on ``data``, 1 epoch of batch 8, the next seed and its own
+    model name."""
+    return {
+        **conf,
+        "data_path": str(data),
+        "epochs": 1,
+        "batch_size": 8,
+        "seed": int(conf.get("seed", 42)) + 1,
+        "registered_model_name": "bench-warmup",
+    }
+
+
+def _head(source: Path, lines: int, target: Path) -> Path:
+    """The first ``lines`` lines of ``source`` in ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, encoding="utf-8") as src:
+        target.write_text("".join(line for _, line in zip(range(lines), src)))
+    return target
+
+
+def _stack_run(stack: Any, conf: dict[str, Any]) -> dict[str, Any]:
+    """Trigger ``conf`` on the stack and wait for the run, the machine's CPU metered meanwhile;
+    the run as :func:`stack_run_record` reads it from the REST API."""
+    meter = CpuMeter().start() if Path("/proc/stat").exists() else None
+    run_id = stack.trigger(DAG_ID, conf)
+    result = stack.wait_for_run(DAG_ID, run_id, timeout=7200)
+    cpu = meter.stop() if meter else None
+    run = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+    tis = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+    if result.state != "success":
+        raise SystemExit(f"the stack run {run_id} ended {result.state}: {result.tasks}")
+    return stack_run_record(run_id, result.state, run, tis["task_instances"], cpu)
+
+
+def stack_run_record(
+    run_id: str,
+    state: str,
+    run: dict[str, Any],
+    task_instances: list[dict[str, Any]],
+    cpu: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A deployed run from the REST API's run and task instances (ISO times -> epoch seconds):
+    ``run_s`` from its trigger (``queued_at``, else its start) to its end, and per task its start,
+    end, queued time and duration."""
+    queued, start, end = (_ts(run.get(k)) for k in ("queued_at", "start_date", "end_date"))
+    tasks = {}
+    for ti in task_instances:
+        t_start, t_end = _ts(ti.get("start_date")), _ts(ti.get("end_date"))
+        tasks[ti["task_id"]] = {
+            "state": ti["state"],
+            "start": t_start,
+            "end": t_end,
+            "queued": _ts(ti.get("queued_when")),
+            "duration_s": (t_end - t_start) if t_start and t_end else None,
+        }
+    return {
+        "run_id": run_id,
+        "state": state,
+        "queued": queued,
+        "start": start,
+        "end": end,
+        "run_s": (end - (queued or start)) if end and (queued or start) else None,
+        "tasks": tasks,
+        "cpu": cpu,
+    }
 
 
 def stack_breakdown(stack: dict[str, Any], inprocess: list[dict[str, Any]]) -> dict[str, Any]:
@@ -662,102 +688,28 @@ def pool_noop(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """DAG parse time and the step processes' floor, then (in-process, DAG) pairs of arms and,
+    with ``--stack``, the deployment; returns the result."""
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-orchestration-"))
     work.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
-    if args.small:
-        model = args.model or str(build_tiny_model(work / "tiny-model"))
-        data = write_jsonl(work / "pairs.jsonl", synthetic_pairs(args.pairs or 150, seed=0))
-        conf_extra: dict[str, Any] = {"batch_size": 8}
-    else:
-        model = args.model or DEMO_MODEL
-        if args.data:
-            data = Path(args.data)
-        else:
-            data = work / "demo.jsonl"
-            demo = [py, "-m", "tasks", "demo-data", "--out", str(data)]
-            check(run_measured(demo, step_env(work / "scratch")), "demo-data")
-        conf_extra = {}
-    conf = {
-        "data_path": str(data),
-        "base_model": model,
-        "use_negatives": False,
-        "epochs": args.epochs,
-        "force": False,
-        **model_options(model),
-        **conf_extra,
-        **json.loads(args.extra or "{}"),
-    }
+    model, data = _model_and_data(args, work)
+    conf = run_conf(data, model, args.epochs, model_options(model), args.small, args.extra)
     print(f"conf: {json.dumps(conf)}", flush=True)
 
     dag_env = airflow_env(work / "dag-0")
     migrate = check(run_measured([airflow_cli(), "db", "migrate"], dag_env), "airflow db migrate")
     print(f"airflow db migrate: {migrate.wall_s:.1f}s (not counted)", flush=True)
-
     parse = measure_parse(dag_env, args.parse_repeats, args.report_repeats)
     print(
         f"parse: DagBag {parse['parse_s'] * 1000:.0f} ms (median of {parse['repeats']}), "
         f"heavy modules imported: {parse['heavy_modules_imported'] or 'none'}",
         flush=True,
     )
-
     floor = measure_process_floor(step_env(work / "scratch"), args.floor_repeats)
     print(f"process floor: {json.dumps(floor)}", flush=True)
 
-    # (in-process, DAG) pairs, alternating the order (ABBA...) so a drifting load on a shared
-    # machine weighs on both arms alike; every arm in its own fresh EMBED_HOME.
-    pairs: list[dict[str, Any]] = []
-    noops: list[dict[str, Any]] = []
-    raw: list[dict[str, Any]] = []
-    cli = None
-    for i in range(args.repeats):
-        done: dict[str, Any] = {}
-        for arm in ("inprocess", "dag") if i % 2 == 0 else ("dag", "inprocess"):
-            if arm == "inprocess":
-                env = step_env(work / f"inprocess-{i}")
-                env.update(AIRFLOW_CTX_DAG_ID=DAG_ID, AIRFLOW_CTX_DAG_RUN_ID="manual__bench")
-            else:
-                env = airflow_env(work / f"dag-{i}")
-                if i:
-                    check(run_measured([airflow_cli(), "db", "migrate"], env), "db migrate")
-            m, out = _arm(arm, conf, env, work / f"{arm}-{i}.json", work / f"{arm}-{i}.log")
-            out["launched"] = m.started
-            done[arm] = out
-            if arm == "dag":
-                walls = {name: r["end"] - r["start"] for name, r in out["runs"].items()}
-                print(
-                    f"[{i}] DAG runs: {', '.join(f'{k} {v:.1f}s' for k, v in walls.items())}",
-                    flush=True,
-                )
-            else:
-                print(f"[{i}] in one process: {m.wall_s:.1f}s", flush=True)
-        if args.cli_noop and cli is None:
-            cli = check(
-                run_measured(
-                    [airflow_cli(), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], dag_env
-                ),
-                "airflow dags test (no-op)",
-            )
-            (work / "cli-noop.log").write_text(cli.stdout + cli.stderr)
-            if "nothing to do" not in cli.stdout + cli.stderr:
-                raise SystemExit(f"the CLI no-op run did not end as nothing to do: {work}")
-            print(f"no-op via airflow dags test: {cli.wall_s:.1f}s", flush=True)
-        pairs.append(overhead_breakdown(done["inprocess"], done["dag"]))
-        noops.append(noop_summary(done["dag"], cli if i == 0 else None))
-        raw.append(done)
-        print(f"[{i}] overhead {pairs[-1]['overhead']:.1%}", flush=True)
-
-    stack = None
-    if args.stack:
-        print("deployment: starting PostgreSQL and Airflow ...", flush=True)
-        stack_raw = arm_stack(conf, work / "stack")
-        stack = stack_breakdown(stack_raw, [d["inprocess"] for d in raw])
-        print(
-            f"deployment: run {stack['run_s']:.1f}s, overhead {stack['overhead']:.1%}, "
-            f"no-op {stack['noop_run_s']:.1f}s",
-            flush=True,
-        )
-
+    pairs, noops, raw = measure_arms(conf, work, dag_env, args.repeats, args.cli_noop)
+    stack = measure_stack(conf, work, raw) if args.stack else None
     return {
         "benchmark": "orchestration",
         "small": bool(args.small),
@@ -765,7 +717,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": model,
         "model_label": model_label(model),
         "conf": conf,
-        "pairs": sum(1 for line in open(data, encoding="utf-8") if line.strip()),
+        "pairs": _count_lines(data),
         "overhead": pool_overhead(pairs),
         "noop": pool_noop(noops),
         "parse": parse,
@@ -777,16 +729,148 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _model_and_data(args: argparse.Namespace, work: Path) -> tuple[str, Path]:
+    """``--small``: the tiny model (unless ``--model``) and synthetic pairs; else ``--model`` or
+    MiniLM, and ``--data`` or the demo data."""
+    if args.small:
+        model = args.model or str(build_tiny_model(work / "tiny-model"))
+        return model, write_jsonl(work / "pairs.jsonl", synthetic_pairs(args.pairs or 150, seed=0))
+    model = args.model or DEMO_MODEL
+    if args.data:
+        return model, Path(args.data)
+    data = work / "demo.jsonl"
+    demo = [sys.executable, "-m", "tasks", "demo-data", "--out", str(data)]
+    check(run_measured(demo, step_env(work / "scratch")), "demo-data")
+    return model, data
+
+
+def run_conf(
+    data: Path,
+    model: str,
+    epochs: int,
+    options: dict[str, Any],
+    small: bool = False,
+    extra: str | None = None,
+) -> dict[str, Any]:
+    """The DAG run's conf: ``data`` and ``model`` for ``epochs`` without negatives nor ``force``
+    (so the second run is the no-op night), the model's ``options`` (its dims), batch 8 when
+    ``small``, then the ``--extra`` JSON over all of it."""
+    return {
+        "data_path": str(data),
+        "base_model": model,
+        "use_negatives": False,
+        "epochs": epochs,
+        "force": False,
+        **options,
+        **({"batch_size": 8} if small else {}),
+        **json.loads(extra or "{}"),
+    }
+
+
+def _count_lines(path: Path) -> int:
+    """Non-blank lines (pairs) of a JSON Lines file."""
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def arm_order(i: int) -> tuple[str, str]:
+    """The arms of pair ``i`` in the order they run: in-process first in even pairs, the DAG first
+    in odd ones (ABBA...), so a drifting load on a shared machine weighs on both alike."""
+    return ("inprocess", "dag") if i % 2 == 0 else ("dag", "inprocess")
+
+
+def measure_arms(
+    conf: dict[str, Any], work: Path, dag_env: dict[str, str], repeats: int, cli_noop: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``repeats`` (in-process, DAG) pairs of arms (:func:`arm_order`), each arm in its own fresh
+    EMBED_HOME, and once, with ``cli_noop``, the no-op night through ``airflow dags test``.
+    Returns each pair's :func:`overhead_breakdown`, its :func:`noop_summary` and its raw arms."""
+    pairs: list[dict[str, Any]] = []
+    noops: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
+    cli = None
+    for i in range(repeats):
+        done = {arm: _run_arm(arm, i, conf, work) for arm in arm_order(i)}
+        if cli_noop and cli is None:
+            cli = _cli_noop(conf, dag_env, work)
+        pairs.append(overhead_breakdown(done["inprocess"], done["dag"]))
+        noops.append(noop_summary(done["dag"], cli if i == 0 else None))
+        raw.append(done)
+        print(f"[{i}] overhead {pairs[-1]['overhead']:.1%}", flush=True)
+    return pairs, noops, raw
+
+
+def _run_arm(arm: str, i: int, conf: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Arm ``arm`` of pair ``i`` in its own process and EMBED_HOME (the DAG arm with its own
+    migrated Airflow database); its result, with ``launched``: when its process started."""
+    if arm == "inprocess":
+        env = step_env(work / f"inprocess-{i}")
+        env.update(AIRFLOW_CTX_DAG_ID=DAG_ID, AIRFLOW_CTX_DAG_RUN_ID="manual__bench")
+    else:
+        env = airflow_env(work / f"dag-{i}")
+        if i:
+            check(run_measured([airflow_cli(), "db", "migrate"], env), "db migrate")
+    m, out = _arm(arm, conf, env, work / f"{arm}-{i}.json", work / f"{arm}-{i}.log")
+    out["launched"] = m.started
+    print(arm_line(i, arm, m.wall_s, out), flush=True)
+    return out
+
+
+def arm_line(i: int, arm: str, wall_s: float, out: dict[str, Any]) -> str:
+    """The progress line of an arm: the DAG arm's runs, or the in-process arm's wall."""
+    if arm == "dag":
+        walls = {name: r["end"] - r["start"] for name, r in out["runs"].items()}
+        return f"[{i}] DAG runs: {', '.join(f'{k} {v:.1f}s' for k, v in walls.items())}"
+    return f"[{i}] in one process: {wall_s:.1f}s"
+
+
+def _cli_noop(conf: dict[str, Any], env: dict[str, str], work: Path) -> Any:
+    """The no-op night through ``airflow dags test`` in a fresh process (it must end as nothing
+    to do: the DAG arm has just run ``conf``)."""
+    argv = [airflow_cli(), "dags", "test", DAG_ID, "--conf", json.dumps(conf)]
+    cli = check(run_measured(argv, env), "airflow dags test (no-op)")
+    (work / "cli-noop.log").write_text(cli.stdout + cli.stderr)
+    if "nothing to do" not in cli.stdout + cli.stderr:
+        raise SystemExit(f"the CLI no-op run did not end as nothing to do: {work}")
+    print(f"no-op via airflow dags test: {cli.wall_s:.1f}s", flush=True)
+    return cli
+
+
+def measure_stack(conf: dict[str, Any], work: Path, raw: list[dict[str, Any]]) -> dict[str, Any]:
+    """The deployment arm (:func:`arm_stack`) against the in-process arms of ``raw``."""
+    print("deployment: starting PostgreSQL and Airflow ...", flush=True)
+    stack = stack_breakdown(arm_stack(conf, work / "stack"), [d["inprocess"] for d in raw])
+    print(
+        f"deployment: run {stack['run_s']:.1f}s, overhead {stack['overhead']:.1%}, "
+        f"no-op {stack['noop_run_s']:.1f}s",
+        flush=True,
+    )
+    return stack
+
+
 def _met(value: float, target: float) -> str:
     return f"{'met' if value < target else 'NOT met'} (target < {target:.0%})"
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """Tables: overhead, per task, no-op night, parse."""
-    o, n, p = result["overhead"], result["noop"], result["parse"]
+    """Tables: overhead, per task, (the process floor, the deployment,) no-op night, parse."""
+    o, n = result["overhead"], result["noop"]
     reps = o.get("repeats", 1)
     mean = f" (mean of {reps})" if reps > 1 else ""
-    lines = [
+    lines = [*_overhead_lines(result, mean), *task_lines(o)]
+    if result.get("process_floor"):
+        lines += _floor_lines(result["process_floor"])
+    if result.get("stack"):
+        lines += stack_markdown(result["stack"])
+    lines += [*_noop_lines(n, mean), *_parse_lines(result["parse"]), *_footer(result)]
+    return "\n".join(lines)
+
+
+def _overhead_lines(result: dict[str, Any], mean: str) -> list[str]:
+    """The command, the overhead table (wall and CPU of both arms) and what it means."""
+    o = result["overhead"]
+    deployed = o.get("overhead_deployed", o["overhead"])
+    return [
         "The retrain DAG run with `dag.test()` (local runner: one `python -m tasks <step>` "
         "process per task) against the same steps called in one Python process, on the same "
         "data and config, each in a fresh EMBED_HOME; then the same conf again (the no-op "
@@ -805,10 +889,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {o['overhead_cpu']:.1%} |",
         f"| the same without `dag.test()`'s own execution API start "
         f"({o.get('dag_harness_s', 0.0):.1f} s) "
-        f"| **{o.get('overhead_deployed', o['overhead']):.1%}** | |",
+        f"| **{deployed:.1%}** | |",
         "",
         f"Overhead {_met(o['overhead'], TARGET_OVERHEAD)} as `dag.test()` runs it; "
-        f"{_met(o.get('overhead_deployed', o['overhead']), TARGET_OVERHEAD)} without the "
+        f"{_met(deployed, TARGET_OVERHEAD)} without the "
         "execution API that `dag.test()` builds in its own process before the first task (a "
         "deployment's api-server is already running; built and timed before the run here). Both "
         "walls run from interpreter start; without the start (the DAG run alone, "
@@ -818,9 +902,17 @@ def markdown(result: dict[str, Any]) -> str:
             f" Per pair (the arms alternate: in-process first, then DAG first, ...): wall "
             f"{', '.join(f'{v:.1%}' for v in o['samples'])}; CPU "
             f"{', '.join(f'{v:.1%}' for v in o['samples_cpu'])}."
-            if reps > 1
+            if o.get("repeats", 1) > 1
             else ""
         ),
+    ]
+
+
+def task_lines(o: dict[str, Any]) -> list[str]:
+    """The per-task table: each DAG task instance against its step in one process, between the
+    start (interpreter, imports, parse), the harness, and the time outside task instances."""
+    harness = o.get("dag_harness_s", 0.0)
+    lines = [
         "",
         "| task | DAG task instance | in one process | difference |",
         "|---|---:|---:|---:|",
@@ -828,7 +920,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {o['inprocess_startup_s']:.1f} s "
         f"| {o['dag_startup_s'] - o['inprocess_startup_s']:+.1f} s |",
         f"| (`dag.test()` harness: its in-process execution API) "
-        f"| {o.get('dag_harness_s', 0.0):.1f} s | | {o.get('dag_harness_s', 0.0):+.1f} s |",
+        f"| {harness:.1f} s | | {harness:+.1f} s |",
     ]
     for task, t in o["tasks"].items():
         state = "" if t["dag_state"] == "success" else f" ({t['dag_state']})"
@@ -836,29 +928,36 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {task}{state} | {t['dag_s']:.1f} s | {t['inprocess_s']:.1f} s "
             f"| {t['dag_s'] - t['inprocess_s']:+.1f} s |"
         )
-    lines += [
-        f"| (outside task instances: run setup, between tasks) | {o['dag_outside_tasks_s']:.1f} s "
-        f"| | {o['dag_outside_tasks_s']:+.1f} s |",
+    outside = o["dag_outside_tasks_s"]
+    lines.append(
+        f"| (outside task instances: run setup, between tasks) | {outside:.1f} s "
+        f"| | {outside:+.1f} s |"
+    )
+    return lines
+
+
+def _floor_lines(f: dict[str, Any]) -> list[str]:
+    """What a step process pays to import its libraries and to exit, per module."""
+    lines = [
+        "",
+        f"What every step process pays before and after its work (bare `python -c`, median "
+        f"of {f['repeats']}):",
+        "",
+        "| import | import | interpreter exit | exit after `gc.freeze()` |",
+        "|---|---:|---:|---:|",
     ]
-    f = result.get("process_floor")
-    if f:
-        lines += [
-            "",
-            f"What every step process pays before and after its work (bare `python -c`, median "
-            f"of {f['repeats']}):",
-            "",
-            "| import | import | interpreter exit | exit after `gc.freeze()` |",
-            "|---|---:|---:|---:|",
-        ]
-        for module in FLOOR_MODULES:
-            r = f[module]
-            lines.append(
-                f"| `{module}` | {r['import_s']:.1f} s | {r['exit_s']:.1f} s "
-                f"| {r['exit_frozen_s']:.1f} s |"
-            )
-    if result.get("stack"):
-        lines += stack_markdown(result["stack"])
-    lines += [
+    for module in FLOOR_MODULES:
+        r = f[module]
+        lines.append(
+            f"| `{module}` | {r['import_s']:.1f} s | {r['exit_s']:.1f} s "
+            f"| {r['exit_frozen_s']:.1f} s |"
+        )
+    return lines
+
+
+def _noop_lines(n: dict[str, Any], mean: str) -> list[str]:
+    """The no-op night against the full run (and through ``airflow dags test``, when run)."""
+    lines = [
         "",
         "| run | wall | of the full run | tasks |",
         "|---|---:|---:|---|",
@@ -872,10 +971,17 @@ def markdown(result: dict[str, Any]) -> str:
             f"| no-op night, `airflow dags test` (fresh process) | {n['cli_noop_s']:.1f} s "
             f"| {n['cli_ratio']:.1%} | the same |"
         )
-    lines += [
+    return [
+        *lines,
         "",
         f"No-op night {_met(n['ratio'], TARGET_NOOP)}: prepare ran {n['prepare_s']:.1f} s and "
         f"exited 99 (nothing to do).",
+    ]
+
+
+def _parse_lines(p: dict[str, Any]) -> list[str]:
+    """The DAG parse table: fresh and repeated parses, ``airflow dags report``, heavy imports."""
+    lines = [
         "",
         "| DAG parse (dags/retrain_embeddings.py) | median |",
         "|---|---:|",
@@ -893,16 +999,20 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {p['report_wall_s']:.1f} s |",
         ]
     heavy = ", ".join(p["heavy_modules_imported"]) or "none"
-    m = result["machine"]
-    c = result["conf"]
-    lines += [
+    return [
+        *lines,
         f"| heavy modules imported by the parse ({', '.join(HEAVY_MODULES)}) | {heavy} |",
+    ]
+
+
+def _footer(result: dict[str, Any]) -> list[str]:
+    m, c = result["machine"], result["conf"]
+    return [
         "",
         f"{result['model_label']}, {result['pairs']} pairs, {c['epochs']} epoch(s), "
         f"use_negatives off; each arm in a fresh EMBED_HOME. {m['device_name']}, torch "
         f"{m['torch']}, sentence-transformers {m['sentence_transformers']}, {m['date']}.",
     ]
-    return "\n".join(lines)
 
 
 def stack_markdown(s: dict[str, Any]) -> list[str]:
@@ -936,33 +1046,36 @@ def stack_markdown(s: dict[str, Any]) -> list[str]:
         start = "" if t.get("offset_s") is None else f"{t['offset_s']:.1f}"
         duration = "" if t["duration_s"] is None else f"{t['duration_s']:.1f} s"
         lines.append(f"| {task}{state} | {start} | {duration} |")
-    cpu = s.get("cpu")
-    if cpu:
-        run = cpu["wall_s"]
-        lines += [
-            "",
-            "Where the machine's CPU went during the deployed run (sampled from `/proc` every "
-            f"{cpu.get('interval_s', 0.5):g} s; average cores = CPU s / the run's wall):",
-            "",
-            "| processes | CPU | average cores |",
-            "|---|---:|---:|",
-        ]
-        airflow = cpu.get("airflow_all_s", 0.0)
-        for kind, _, label in CPU_KINDS:
-            if f"{kind}_s" in cpu:
-                lines.append(
-                    f"| {label} | {cpu[f'{kind}_s']:.1f} s | {cpu[f'{kind}_s'] / run:.2f} |"
-                )
-        lines += [
-            f"| everything else (the benchmark's polling, the kernel, ...) | "
-            f"{cpu['other_s']:.1f} s | {cpu['other_s'] / run:.2f} |",
-            f"| **Airflow and its PostgreSQL, together** | **{airflow:.1f} s** | "
-            f"**{airflow / run:.2f}** |",
-            f"| all, in {run:.0f} s | {cpu['busy_s']:.1f} s | {cpu['busy_s'] / run:.2f} |",
-            f"| the steps in one Python process (mean of the arms above) | "
-            f"{s['inprocess_cpu_s']:.1f} s | |",
-        ]
+    if s.get("cpu"):
+        lines += cpu_lines(s["cpu"], s["inprocess_cpu_s"])
     return lines
+
+
+def cpu_lines(cpu: dict[str, Any], inprocess_cpu_s: float) -> list[str]:
+    """Where the machine's CPU went during the deployed run, by kind of process (CPU s and
+    average cores), against the steps' CPU in one process."""
+    run = cpu["wall_s"]
+    lines = [
+        "",
+        "Where the machine's CPU went during the deployed run (sampled from `/proc` every "
+        f"{cpu.get('interval_s', 0.5):g} s; average cores = CPU s / the run's wall):",
+        "",
+        "| processes | CPU | average cores |",
+        "|---|---:|---:|",
+    ]
+    for kind, _, label in CPU_KINDS:
+        if f"{kind}_s" in cpu:
+            lines.append(f"| {label} | {cpu[f'{kind}_s']:.1f} s | {cpu[f'{kind}_s'] / run:.2f} |")
+    airflow = cpu.get("airflow_all_s", 0.0)
+    return [
+        *lines,
+        f"| everything else (the benchmark's polling, the kernel, ...) | "
+        f"{cpu['other_s']:.1f} s | {cpu['other_s'] / run:.2f} |",
+        f"| **Airflow and its PostgreSQL, together** | **{airflow:.1f} s** | "
+        f"**{airflow / run:.2f}** |",
+        f"| all, in {run:.0f} s | {cpu['busy_s']:.1f} s | {cpu['busy_s'] / run:.2f} |",
+        f"| the steps in one Python process (mean of the arms above) | {inprocess_cpu_s:.1f} s | |",
+    ]
 
 
 def _states(states: dict[str, str]) -> str:
@@ -973,6 +1086,41 @@ def _states(states: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure (or, with ``--from-json``, read a saved result), print the tables and a JSON
+    summary line, write ``--out`` and, with ``--docs``, the tables into docs/benchmarks.md.
+    ``--arm`` runs one arm in this process (what :func:`_arm` starts)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    if args.arm:
+        conf = json.loads(args.conf)
+        (arm_inprocess if args.arm == "inprocess" else arm_dag)(conf, Path(args.result))
+        return {}
+    if args.small:
+        args.parse_repeats = min(args.parse_repeats, 3)
+        args.report_repeats = min(args.report_repeats, 1)
+        args.floor_repeats = min(args.floor_repeats, 1)
+        args.repeats = min(args.repeats, 1)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+    else:
+        result = run(args)
+        result["command"] = command_line("orchestration.py", argv)
+    table = markdown(result)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.docs:
+        update_docs("orchestration", table)
+    summary = {
+        "overhead": result["overhead"]["overhead"],
+        "noop_ratio": result["noop"]["ratio"],
+        "parse_s": result["parse"]["parse_s"],
+    }
+    print(json.dumps({"benchmark": "orchestration", **summary}))
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=f"base model (default {DEMO_MODEL}; --small: tiny)")
     parser.add_argument("--data", help="pairs file (default: the demo data)")
@@ -1004,33 +1152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--conf", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--from-json", help="render a saved result (--out) instead of running")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    if args.arm:
-        conf = json.loads(args.conf)
-        (arm_inprocess if args.arm == "inprocess" else arm_dag)(conf, Path(args.result))
-        return {}
-    if args.small:
-        args.parse_repeats = min(args.parse_repeats, 3)
-        args.report_repeats = min(args.report_repeats, 1)
-        args.floor_repeats = min(args.floor_repeats, 1)
-        args.repeats = min(args.repeats, 1)
-    if args.from_json:
-        result = json.loads(Path(args.from_json).read_text())
-    else:
-        result = run(args)
-        result["command"] = command_line("orchestration.py", argv)
-    table = markdown(result)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    if args.docs:
-        update_docs("orchestration", table)
-    o, n = result["overhead"], result["noop"]
-    summary = {"overhead": o["overhead"], "noop_ratio": n["ratio"]}
-    summary["parse_s"] = result["parse"]["parse_s"]
-    print(json.dumps({"benchmark": "orchestration", **summary}))
-    return result
+    return parser
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -218,3 +219,141 @@ def test_cpu_meter_tells_step_processes_apart():
     assert cpu["wall_s"] >= 2.0
     assert 1.0 <= cpu["steps_s"] <= 1.7, cpu
     assert cpu["busy_s"] >= cpu["steps_s"] - 0.05 and cpu["other_s"] >= 0
+
+
+def test_the_run_conf_and_the_warm_up_conf():
+    from bench.orchestration import run_conf, warmup_conf
+
+    dims = {"matryoshka_dims": [64, 32], "best_metric_dim": 32}
+    conf = run_conf(Path("/d/pairs.jsonl"), "tiny", 3, dims, small=True)
+    assert conf == {
+        "data_path": "/d/pairs.jsonl",
+        "base_model": "tiny",
+        "use_negatives": False,
+        "epochs": 3,
+        "force": False,  # so the second run of the same conf is the no-op night
+        "matryoshka_dims": [64, 32],
+        "best_metric_dim": 32,
+        "batch_size": 8,
+    }
+    assert "batch_size" not in run_conf(Path("p"), "m", 1, {}, small=False)
+    extra = run_conf(Path("p"), "m", 1, dims, small=True, extra='{"batch_size": 16, "epochs": 2}')
+    assert (extra["batch_size"], extra["epochs"]) == (16, 2)  # --extra has the last word
+
+    warm = warmup_conf({**conf, "seed": 7}, Path("/w/warmup.jsonl"))
+    assert warm == {
+        **conf,
+        "data_path": "/w/warmup.jsonl",
+        "epochs": 1,
+        "batch_size": 8,
+        "seed": 8,
+        "registered_model_name": "bench-warmup",
+    }
+    assert warmup_conf(conf, Path("w"))["seed"] == 43 and conf["epochs"] == 3
+
+
+def test_arms_alternate_and_report_their_walls():
+    from bench.orchestration import arm_line, arm_order
+
+    assert [arm_order(i) for i in range(3)] == [
+        ("inprocess", "dag"),
+        ("dag", "inprocess"),
+        ("inprocess", "dag"),
+    ]
+    runs = {"full": {"start": 10.0, "end": 60.5}, "noop": {"start": 70.0, "end": 72.0}}
+    assert arm_line(0, "dag", 99.0, {"runs": runs}) == "[0] DAG runs: full 50.5s, noop 2.0s"
+    assert arm_line(1, "inprocess", 41.26, {}) == "[1] in one process: 41.3s"
+
+
+def test_a_deployed_run_is_timed_from_its_trigger():
+    from bench.orchestration import stack_run_record
+
+    run = {
+        "queued_at": "2026-01-01T00:00:00+00:00",
+        "start_date": "2026-01-01T00:00:02+00:00",
+        "end_date": "2026-01-01T00:01:40+00:00",
+    }
+    tis = [
+        {
+            "task_id": "prepare",
+            "state": "success",
+            "queued_when": "2026-01-01T00:00:02.500000+00:00",
+            "start_date": "2026-01-01T00:00:03+00:00",
+            "end_date": "2026-01-01T00:00:04.250000+00:00",
+        },
+        {"task_id": "publish", "state": "skipped", "start_date": None, "end_date": None},
+    ]
+    record = stack_run_record("manual__1", "success", run, tis, {"busy_s": 1.0})
+    t0 = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert record == {
+        "run_id": "manual__1",
+        "state": "success",
+        "queued": t0,
+        "start": t0 + 2,
+        "end": t0 + 100,
+        "run_s": 100.0,  # from the trigger, not from the start
+        "tasks": {
+            "prepare": {
+                "state": "success",
+                "start": t0 + 3,
+                "end": t0 + 4.25,
+                "queued": t0 + 2.5,
+                "duration_s": 1.25,
+            },
+            "publish": {
+                "state": "skipped",
+                "start": None,
+                "end": None,
+                "queued": None,
+                "duration_s": None,
+            },
+        },
+        "cpu": {"busy_s": 1.0},
+    }
+    del run["queued_at"]  # no trigger time: from the start
+    assert stack_run_record("r", "success", run, [], None)["run_s"] == 98.0
+
+
+def test_task_and_cpu_lines():
+    from bench.orchestration import cpu_lines, task_lines
+
+    o = {
+        "dag_startup_s": 5.0,
+        "inprocess_startup_s": 1.5,
+        "dag_harness_s": 8.0,
+        "dag_outside_tasks_s": 3.0,
+        "tasks": {
+            "prepare": {"dag_s": 2.0, "dag_state": "success", "inprocess_s": 1.3},
+            "publish": {"dag_s": 0.5, "dag_state": "skipped", "inprocess_s": 0.0},
+        },
+    }
+    assert task_lines(o) == [
+        "",
+        "| task | DAG task instance | in one process | difference |",
+        "|---|---:|---:|---:|",
+        "| (start: interpreter, imports, DAG parse) | 5.0 s | 1.5 s | +3.5 s |",
+        "| (`dag.test()` harness: its in-process execution API) | 8.0 s | | +8.0 s |",
+        "| prepare | 2.0 s | 1.3 s | +0.7 s |",
+        "| publish (skipped) | 0.5 s | 0.0 s | +0.5 s |",
+        "| (outside task instances: run setup, between tasks) | 3.0 s | | +3.0 s |",
+    ]
+    del o["dag_harness_s"]  # results from before the harness was timed
+    assert (
+        task_lines(o)[4]
+        == "| (`dag.test()` harness: its in-process execution API) | 0.0 s | | +0.0 s |"
+    )
+
+    cpu = {"wall_s": 50.0, "busy_s": 90.0, "steps_s": 60.0, "scheduler_s": 10.0, "other_s": 5.0}
+    cpu["airflow_all_s"] = 25.0
+    assert cpu_lines(cpu, 55.0)[2:] == [
+        "",
+        "| processes | CPU | average cores |",
+        "|---|---:|---:|",
+        "| the step processes (`python -m tasks <step>`) | 60.0 s | 1.20 |",
+        "| Airflow: scheduler | 10.0 s | 0.20 |",
+        "| everything else (the benchmark's polling, the kernel, ...) | 5.0 s | 0.10 |",
+        "| **Airflow and its PostgreSQL, together** | **25.0 s** | **0.50** |",
+        "| all, in 50 s | 90.0 s | 1.80 |",
+        "| the steps in one Python process (mean of the arms above) | 55.0 s | |",
+    ]
+    assert "every 0.5 s" in cpu_lines(cpu, 55.0)[1]  # the default interval of older results
