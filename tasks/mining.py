@@ -1,0 +1,179 @@
+"""Hard-negative mining: documents the base model ranks high for a query that are not its answer.
+
+Training pairs from annotations or plain (query, document) files usually bring no negatives, and
+in-batch negatives are mostly easy ones. This module picks, for every training pair, documents of
+the candidate pool that the base model scores high for the pair's query but that are
+
+- not a known positive of that query (any document paired with it anywhere in the data), and
+- *positive-aware*: scored at most ``positive - |positive| x margin``, the pair's own positive's
+  score less a relative margin (NV-Retriever's "TopK-PercPos"), so an unlabeled true match,
+  which the base model scores like the positive, is not pushed away.
+
+Of the candidates that pass those rules, the ``range_min`` best-scoring ones are skipped (the very
+top is where unlabeled matches hide) and the next ``num_negatives`` are taken: the hardest
+negatives the rules allow. Scoring runs over the pool in chunks of queries and keeps only each
+query's top candidates, so memory stays bounded by ``chunk x pool`` scores whatever the data size;
+a query whose top candidates are mostly rejected is ranked again in full.
+
+Pure: the functions take embeddings (torch tensors) and ids and return indices; loading models
+and files is the ``mine`` step's work (:mod:`tasks.mine`).
+
+Example::
+
+    settings = MiningSettings(num_negatives=1, margin=0.05, range_min=0)
+    picked, stats = mine_negatives(query_emb, doc_emb, rows, positives, settings)
+    # picked[i]: pool indices of the negatives of row i
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Scores held at once while ranking: a chunk of queries times the whole pool (128 MB of float32).
+SCORE_BUDGET = 32 * 2**20
+#: Candidates kept per query beyond those a row needs, for the ones the rules reject.
+SLACK = 32
+
+
+@dataclass(frozen=True)
+class MiningSettings:
+    """How negatives are picked (the run config's ``num_negatives``, ``mining_*`` settings)."""
+
+    num_negatives: int = 1
+    #: relative margin: a negative scores at most ``positive - |positive| x margin``
+    margin: float = 0.05
+    #: candidates that pass the rules and are skipped before picking (the hardest ones)
+    range_min: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MiningRow:
+    """One training pair in pool terms: its query's index and its positive's pool index."""
+
+    query: int
+    positive: int
+
+
+def query_chunk(pool_size: int, budget: int = SCORE_BUDGET) -> int:
+    """Queries scored at once so that ``chunk x pool_size`` stays within ``budget`` scores."""
+    return max(1, min(4096, budget // max(pool_size, 1)))
+
+
+def mine_negatives(
+    query_emb: Any,
+    doc_emb: Any,
+    rows: Sequence[MiningRow],
+    positives: dict[int, set[int]],
+    settings: MiningSettings,
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """Pick ``settings.num_negatives`` pool documents per row; returns (picks per row, stats).
+
+    Args:
+        query_emb: ``(queries, dim)`` L2-normalised query embeddings.
+        doc_emb: ``(pool, dim)`` L2-normalised embeddings of the candidate pool.
+        rows: the training pairs; ``row.positive`` must be a pool index.
+        positives: query index -> pool indices of every known positive of that query.
+        settings: the mining settings.
+
+    Stats: rows, negatives picked, rows that got fewer than asked (a tiny pool), candidates
+    rejected as known positives and by the margin, and the mean score of positives and negatives.
+    """
+    import torch
+
+    want = settings.num_negatives
+    depth = settings.range_min + want + SLACK
+    by_query: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_query.setdefault(row.query, []).append(i)
+    picked: list[list[int]] = [[] for _ in rows]
+    counts: Counter = Counter()
+    pos_scores: list[float] = []
+    neg_scores: list[float] = []
+    pool = doc_emb.shape[0]
+    query_ids = sorted(by_query)
+    step = query_chunk(pool)
+    for start in range(0, len(query_ids), step):
+        chunk = query_ids[start : start + step]
+        scores = query_emb[chunk] @ doc_emb.T  # (chunk, pool)
+        known = max((len(positives.get(q, ())) for q in chunk), default=0)
+        k = min(pool, depth + known)
+        top = torch.topk(scores, k, dim=1)
+        for j, q in enumerate(chunk):
+            ranked = list(zip(top.indices[j].tolist(), top.values[j].tolist()))
+            known_q = positives.get(q, set())
+            for i in by_query[q]:
+                positive_score = float(scores[j, rows[i].positive])
+                chosen, why = _pick(ranked, positive_score, known_q, settings)
+                if len(chosen) < want and k < pool:
+                    # the top candidates were mostly rejected: rank the whole pool
+                    chosen, why = _pick(_ranking(scores[j]), positive_score, known_q, settings)
+                    why["full_ranking"] += 1
+                counts.update(why)
+                picked[i] = [c for c, _ in chosen]
+                pos_scores.append(positive_score)
+                neg_scores += [s for _, s in chosen]
+                counts["short"] += len(chosen) < want
+    stats = {
+        "rows": len(rows),
+        "negatives": sum(len(p) for p in picked),
+        "rows_with_fewer_than_asked": counts["short"],
+        "rejected_known_positive": counts["positive"],
+        "rejected_by_margin": counts["margin"],
+        "rows_ranked_in_full": counts["full_ranking"],
+        "mean_positive_score": _mean(pos_scores),
+        "mean_negative_score": _mean(neg_scores),
+    }
+    return picked, stats
+
+
+def _pick(
+    ranked: list[tuple[int, float]],
+    positive_score: float,
+    known: set[int],
+    settings: MiningSettings,
+) -> tuple[list[tuple[int, float]], Counter]:
+    """The negatives of one row from its query's ranked candidates (best first).
+
+    Candidates that are known positives or score above the margin are rejected; of those that
+    pass, the first ``range_min`` are skipped and the next ``num_negatives`` taken.
+    """
+    why: Counter = Counter()
+    ceiling = positive_score - abs(positive_score) * settings.margin
+    passed = 0
+    chosen: list[tuple[int, float]] = []
+    for index, score in ranked:
+        if index in known:
+            why["positive"] += 1
+            continue
+        if score > ceiling:
+            why["margin"] += 1
+            continue
+        passed += 1
+        if passed <= settings.range_min:
+            continue
+        chosen.append((index, score))
+        if len(chosen) == settings.num_negatives:
+            break
+    return chosen, why
+
+
+def _ranking(scores: Any) -> list[tuple[int, float]]:
+    """Every pool index with its score, best first."""
+    import torch
+
+    order = torch.argsort(scores, descending=True)
+    return list(zip(order.tolist(), scores[order].tolist()))
+
+
+def _mean(values: list[float]) -> float | None:
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    return round(mean, 4) if math.isfinite(mean) else None

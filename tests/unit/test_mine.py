@@ -1,0 +1,156 @@
+"""The mine step on a tiny model: what it mines from, when it mines, its cache, and what train
+makes of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_pairs, write_jsonl
+
+from tasks.config import RunConfig
+from tasks.data import prepare
+from tasks.io import read_json, read_jsonl
+from tasks.mine import candidate_pool, mine, mining_decision, with_negatives
+from tasks.train import row_negatives, train, training_columns
+
+pytestmark = pytest.mark.unit
+
+
+def _config(data, model, **overrides):
+    values = dict(
+        data_path=str(data),
+        base_model=str(model),
+        matryoshka_dims=[64, 32],
+        best_metric_dim=32,
+        batch_size=8,
+        epochs=1,
+        eval_batch_size=32,
+        mining_margin=0.0,
+    )
+    values.update(overrides)
+    return RunConfig.from_mapping(values)
+
+
+def _prepared(tmp_path, model, rows=None, **overrides):
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows or make_pairs(n_docs=60))
+    cfg = _config(data, model, **overrides)
+    run_dir = tmp_path / "run"
+    prepare(cfg, run_dir)
+    return cfg, run_dir
+
+
+def test_the_decision_follows_the_mode_and_the_datas_own_negatives():
+    def cfg(mode):
+        return RunConfig(data_path="x", mine_negatives=mode)
+
+    assert mining_decision(cfg("auto"), data_negatives=False)[0] is True
+    assert mining_decision(cfg("auto"), data_negatives=True) == (
+        False,
+        "the data brings its own negatives (mine_negatives=auto keeps them)",
+    )
+    assert mining_decision(cfg("always"), data_negatives=True)[0] is True
+    assert mining_decision(cfg("never"), data_negatives=False)[0] is False
+
+
+def test_the_pool_is_training_and_extra_documents_never_held_out_ones():
+    rows = [{"query": "q1", "document": "a"}, {"query": "q2", "document": "b"}]
+    assert candidate_pool(rows, ["c", "held", "a"], held_out={"held", "b"}) == ["a", "c"]
+    assert with_negatives([{"query": "q", "document": "d", "negative": "n"}], [["x", "y"]]) == [
+        {"query": "q", "document": "d", "negatives": ["x", "y"]}
+    ]
+
+
+def test_mined_negatives_come_from_training_and_corpus_documents_only(tmp_path, tiny_model_dir):
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"text": f"Extra passage {i} about cron"} for i in range(20)]
+    )
+    cfg, run_dir = _prepared(tmp_path, tiny_model_dir, num_negatives=2, corpus_path=str(corpus))
+    summary = mine(cfg, run_dir)
+    assert summary["mined"] is True and summary["negatives"] > 0
+    manifest = read_json(run_dir / "negatives" / "manifest.json")
+    assert manifest["settings"] == {"num_negatives": 2, "margin": 0.0, "range_min": 0}
+    assert manifest["counts"]["rows"] == len(read_jsonl(run_dir / "data" / "train.jsonl"))
+    held_out = {
+        r["document"]
+        for name in ("val_pairs.jsonl", "eval_pairs.jsonl")
+        for r in read_jsonl(run_dir / "data" / name)
+    }
+    assert held_out and manifest["held_out_documents_excluded"] == len(held_out)
+    rows = read_jsonl(run_dir / "negatives" / "train.jsonl")
+    train_docs = {r["document"] for r in rows}
+    extra = {f"Extra passage {i} about cron" for i in range(20)}
+    mined = {n for r in rows for n in r["negatives"]}
+    assert mined and mined <= train_docs | extra and not mined & held_out
+    positives: dict[str, set[str]] = {}
+    for r in rows:
+        positives.setdefault(r["query"], set()).add(r["document"])
+    assert all(not set(r["negatives"]) & positives[r["query"]] for r in rows)
+    assert all(len(r["negatives"]) <= 2 for r in rows)
+
+
+def test_a_second_run_on_the_same_data_reads_the_cache(tmp_path, tiny_model_dir, capsys):
+    cfg, run_dir = _prepared(tmp_path, tiny_model_dir)
+    first = mine(cfg, run_dir)
+    assert first["cached"] is False
+    assert mine(cfg, run_dir) == first  # the step's output is there: nothing to redo
+    other = tmp_path / "other"
+    prepare(cfg, other)
+    capsys.readouterr()
+    again = mine(cfg, other)
+    assert again["cached"] is True and "found in the cache" in capsys.readouterr().out
+    assert read_jsonl(other / "negatives" / "train.jsonl") == read_jsonl(
+        run_dir / "negatives" / "train.jsonl"
+    )
+    # other settings are another result
+    wider = _config(cfg.data_path, tiny_model_dir, num_negatives=3)
+    prepare(wider, tmp_path / "third")
+    assert mine(wider, tmp_path / "third")["cached"] is False
+
+
+def test_data_with_negatives_keeps_them_unless_told_otherwise(tmp_path, tiny_model_dir):
+    rows = make_pairs(n_docs=60, negatives=True)
+    cfg, run_dir = _prepared(tmp_path, tiny_model_dir, rows=rows)
+    kept = mine(cfg, run_dir)
+    assert kept["mined"] is False and "brings its own negatives" in kept["reason"]
+    assert not (run_dir / "negatives" / "train.jsonl").exists()
+    replaced_cfg = _config(cfg.data_path, tiny_model_dir, mine_negatives="always")
+    replaced = mine(replaced_cfg, run_dir)  # other settings: the step runs again
+    assert replaced["mined"] is True
+    mined_rows = read_jsonl(run_dir / "negatives" / "train.jsonl")
+    assert all("negative" not in r and "negatives" in r for r in mined_rows)
+    off = mine(_config(cfg.data_path, tiny_model_dir, mine_negatives="never"), run_dir)
+    assert off["mined"] is False and off["reason"] == "mine_negatives=never"
+
+
+def test_train_runs_the_mine_step_when_it_did_not_run_and_trains_on_every_negative(
+    tmp_path, tiny_model_dir, capsys
+):
+    cfg, run_dir = _prepared(tmp_path, tiny_model_dir, num_negatives=2, wise_ft_points=1)
+    summary = train(cfg, run_dir)
+    out = capsys.readouterr().out
+    assert "the mine step has not run for these settings; running it first" in out
+    assert summary["negatives"] == {"source": "mined with the base model", "per_pair": 2}
+    assert summary["hard_negatives"] is True
+    assert json.loads((run_dir / "negatives" / "manifest.json").read_text())["used"] is True
+
+
+def test_training_columns_give_every_row_as_many_negatives():
+    rows = [
+        {"query": "q1", "document": "d1", "negatives": ["d2", "d3"]},
+        {"query": "q2", "document": "d2", "negatives": ["d1"]},
+        {"query": "q3", "document": "d3", "negatives": []},
+    ]
+    columns = training_columns(rows, seed=0)
+    assert list(columns) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert columns["negative_1"][:2] == ["d2", "d1"] and columns["negative_2"][0] == "d3"
+    for i, row in enumerate(rows):
+        picked = [columns["negative_1"][i], columns["negative_2"][i]]
+        assert row["document"] not in picked and len(set(picked)) == 2
+    assert list(training_columns([{"query": "q", "document": "d", "negative": "n"}], 0)) == [
+        "anchor",
+        "positive",
+        "negative",
+    ]
+    assert list(training_columns([{"query": "q", "document": "d"}], 0)) == ["anchor", "positive"]
+    assert row_negatives({"query": "q", "document": "d", "negative": "n"}) == ["n"]
