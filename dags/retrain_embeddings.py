@@ -1,8 +1,8 @@
-"""Retrain the embedding model: prepare -> (evaluate champion | train -> evaluate base and
-fine-tuned, which train has put in the evaluation cache) -> report (comparison + promotion
-gate) -> register (MLflow version, challenger/champion aliases) -> publish (Hub push, only when
-promoted and a repo is set) -> commit_watermark (Argilla runs: move the annotation watermark to
-what this run trained on).
+"""Retrain the embedding model: prepare -> (evaluate champion | mine hard negatives -> train ->
+evaluate base and fine-tuned, which train has put in the evaluation cache) -> report (comparison +
+promotion gate) -> register (MLflow version, challenger/champion aliases) -> publish (Hub push,
+only when promoted and a repo is set) -> commit_watermark (Argilla runs: move the annotation
+watermark to what this run trained on).
 
 Runs nightly (``EMBED_RETRAIN_CRON``, UTC) OR when the watcher DAG updates the
 ``argilla_annotations`` asset, and from the trigger form. With ``EMBED_ARGILLA_DATASET`` set, the
@@ -68,6 +68,7 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     prepare = step_operator("prepare")
+    mine = step_operator("mine")
     evaluate_base = step_operator(
         "evaluate", task_id="evaluate_base", step_args=["--model", "base"]
     )
@@ -82,7 +83,8 @@ with DAG(
     register = step_operator("register")
     publish = step_operator("publish")
 
-    prepare >> [evaluate_champion, train]
+    prepare >> [evaluate_champion, mine]
+    mine >> train
     # train evaluates the base model (which it loads anyway) and the model it saved into the
     # evaluation cache: both evaluate tasks read it there and only evaluate when it is missing
     train >> [evaluate_base, evaluate_finetuned]
@@ -92,6 +94,7 @@ with DAG(
     # Every task is upstream: one failed (or upstream-failed) task keeps the watermark in place.
     [
         prepare,
+        mine,
         evaluate_base,
         evaluate_champion,
         train,

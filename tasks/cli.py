@@ -1,6 +1,7 @@
 """``python -m tasks <step> --run-dir DIR [options]``: every step as a command.
 
-Steps: ``prepare``, ``train``, ``evaluate --model base|finetuned|champion``, ``report``,
+Steps: ``prepare``, ``mine`` (hard negatives), ``train``, ``evaluate --model
+base|finetuned|champion``, ``report``,
 ``register`` (MLflow run, model version, champion gate), ``publish`` (Hub push if promoted);
 helpers: ``demo-data --out FILE`` (writes the demo dataset) and ``show --run-dir DIR`` (prints a
 finished run's table and where its files are).
@@ -35,7 +36,7 @@ from tasks.io import (
     write_json,
 )
 
-STEPS = ("prepare", "train", "evaluate", "report", "register", "publish")
+STEPS = ("prepare", "mine", "train", "evaluate", "report", "register", "publish")
 
 
 def _apply_argilla_shorthand(args: argparse.Namespace) -> None:
@@ -69,6 +70,10 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
 
         write_json(run_dir / "config.json", cfg.to_dict())
         return prepare(cfg, run_dir)
+    if args.step == "mine":
+        from tasks.mine import mine
+
+        return mine(cfg, run_dir)
     if args.step == "train":
         from tasks.launch import per_process_batch_size, planned_processes, run_training_processes
 
@@ -77,6 +82,9 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
         if processes > 1:
             # data parallel: re-run this command under torchrun; the summary is rank 0's
             per_process_batch_size(cfg.batch_size, processes)  # fail before starting processes
+            from tasks.mine import ensure_mined
+
+            ensure_mined(cfg, run_dir)  # once, before the processes start
             return run_training_processes(args.argv, processes)
         from tasks.train import train
 

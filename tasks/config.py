@@ -40,7 +40,8 @@ EVAL_CORPUS_CHOICES = ("all", "eval")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 BATCH_SAMPLERS = ("no_duplicates", "no_duplicates_hashed", "batch_sampler")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
-LOSSES = ("mnrl", "cached_mnrl")
+LOSSES = ("mnrl", "cached_mnrl", "gist", "cached_gist")
+MINING_MODES = ("auto", "always", "never")
 GATE_METRICS = HEADLINE_METRICS
 
 
@@ -240,7 +241,23 @@ class RunConfig:
         maximum=8192,
     )
     # --- training -------------------------------------------------------------------------
-    epochs: int = _opt(3, "Epochs", "Training epochs.", "Training", minimum=1, maximum=100)
+    epochs: int = _opt(
+        3,
+        "Epochs",
+        "Training epochs; small data trains more of them to reach min_steps.",
+        "Training",
+        minimum=1,
+        maximum=100,
+    )
+    min_steps: int = _opt(
+        0,
+        "Minimum optimizer steps",
+        "When the epochs give fewer optimizer steps than this (small data), train more epochs, "
+        "up to 5x the epochs asked for; 0 = exactly the epochs asked for.",
+        "Training",
+        minimum=0,
+        maximum=100000,
+    )
     batch_size: int = _opt(
         32,
         "Batch size",
@@ -292,8 +309,10 @@ class RunConfig:
     loss: str = _opt(
         "mnrl",
         "Inner loss",
-        "MultipleNegativesRankingLoss, or its cached (GradCache) variant "
-        "for large batches in little memory; always wrapped in MatryoshkaLoss.",
+        "MultipleNegativesRankingLoss, or its cached (GradCache) variant for large batches in "
+        "little memory; gist / cached_gist: GISTEmbedLoss, which uses the base model as a guide "
+        "to mask in-batch and hard negatives it finds as relevant as the positive (false "
+        "negatives). Always wrapped in MatryoshkaLoss.",
         "Training",
         enum=LOSSES,
     )
@@ -310,6 +329,52 @@ class RunConfig:
         "Use hard negatives",
         "Use the negative column as extra hard negatives when every training pair has one.",
         "Training",
+    )
+    mine_negatives: str = _opt(
+        "auto",
+        "Mine hard negatives",
+        "Mine hard negatives with the base model from the training documents (plus corpus_path), "
+        "never from the val/eval documents: auto = when the data brings none (data with its own "
+        "negatives keeps them), always = mined ones replace the data's own, never = off.",
+        "Negatives",
+        enum=MINING_MODES,
+    )
+    num_negatives: int = _opt(
+        1,
+        "Negatives per pair",
+        "Mined negatives per training pair; the loss takes all of them.",
+        "Negatives",
+        minimum=1,
+        maximum=32,
+    )
+    mining_margin: float = _opt(
+        0.05,
+        "Mining margin",
+        "Positive-aware filter: a mined negative scores at most the positive's score less this "
+        "share of it, so unlabeled true matches (which score like the positive) are not pushed "
+        "away.",
+        "Negatives",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    mining_range_min: int = _opt(
+        0,
+        "Skip top candidates",
+        "Skip this many of the highest-scoring candidates that pass the filter before picking "
+        "negatives (the very top is where unlabeled matches hide).",
+        "Negatives",
+        minimum=0,
+        maximum=1000,
+    )
+    wise_ft_points: int = _opt(
+        4,
+        "Weight interpolation points",
+        "WiSE-FT: after training, score base + a x (fine-tuned - base) on the validation split "
+        "for a = 1/n, 2/n, ..., 1 and keep the best (never one val scores below a = 1); "
+        "1 = keep the fine-tuned weights.",
+        "Training",
+        minimum=1,
+        maximum=20,
     )
     precision: str = _opt(
         "auto",
@@ -499,6 +564,11 @@ class RunConfig:
             raise ConfigError(
                 "source is 'argilla' but argilla_dataset is empty: set it to the name of the "
                 "Argilla dataset to export"
+            )
+        if self.loss == "gist" and self.num_negatives > 1 and self.mine_negatives != "never":
+            raise ConfigError(
+                f"loss gist takes one negative per pair, but num_negatives={self.num_negatives}: "
+                f"use loss cached_gist, which takes them all, or num_negatives 1"
             )
         if self.eval_fraction + self.val_fraction >= 0.95:
             raise ConfigError(

@@ -289,7 +289,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             return _summary(manifest, manifest_path)
 
     # New data for this run: results of later steps computed from older data are void.
-    for later in ("train", "eval", "report", "register"):
+    for later in ("negatives", "train", "eval", "report", "register"):
         shutil.rmtree(Path(run_dir) / later, ignore_errors=True)
     model_dir = resolve_model(cfg.base_model)
     dim = model_dimension(model_dir)

@@ -1,27 +1,31 @@
-"""The ``train`` step: MatryoshkaLoss(MultipleNegativesRankingLoss) fine-tuning.
+"""The ``train`` step: MatryoshkaLoss fine-tuning of the base model on the prepared pairs.
 
-Reads ``data/train.jsonl`` (and ``data/val.json`` for checkpoint selection), trains with
-``SentenceTransformerTrainer`` and writes, under ``{run_dir}/train/``:
+Reads ``data/train.jsonl`` (or, when the ``mine`` step mined negatives, ``negatives/train.jsonl``)
+and ``data/val.json`` for checkpoint selection, trains with ``SentenceTransformerTrainer`` and
+writes, under ``{run_dir}/train/``:
 
-- ``checkpoints/checkpoint-N``: one per epoch; a retried task resumes from the last one;
-- ``model/``: the selected model (best validation NDCG@10 at ``best_metric_dim``, else last);
+- ``checkpoints/checkpoint-N``: at each validation; a retried task resumes from the last one;
+- ``model/``: the selected model: the best validation checkpoint (NDCG@10 at
+  ``best_metric_dim``), then mixed with the base model's weights when validation says that is
+  better (:mod:`tasks.wise_ft`);
 - ``history.json``: the trainer's log history (loss, learning rate, validation metrics);
-- ``summary.json`` (written last): runtime, samples/s, best checkpoint, hardware, precision,
-  the token limit the training batches were cut at (``max_seq_length``), and the processes.
+- ``summary.json`` (written last): the schedule, negatives, loss, interpolation, runtime,
+  samples/s, best checkpoint, hardware, precision, the token limit of the training batches and
+  the processes.
+
+The schedule comes from the data size (:mod:`tasks.schedule`), the training batches' token limit
+from the training texts (:mod:`tasks.seq_length`), the loss from the registry in
+:mod:`tasks.losses` (the GIST losses get the base model, frozen, as their guide).
 
 The step also evaluates the base model (before training, single process) and the saved model
 (after ``summary.json``) on the eval split into the evaluation cache (:func:`prime_evaluation`), so
 the ``evaluate`` tasks that follow it read the results instead of importing the stack and loading
 the models again.
 
-With ``max_seq_length = 0`` (the default) training batches are cut at a length chosen from the
-training texts (:func:`length_from_data`), while validation, the saved model and so the evaluate
-step keep the model's own limit; a positive ``max_seq_length`` is the model's limit everywhere.
-
 With ``train_processes`` other than 1 the step runs data parallel under torchrun (tasks.launch):
 ``batch_size`` stays the global batch (each of N processes takes ``batch_size / N`` pairs per
-step), the in-batch negatives are gathered across the processes, and rank 0 alone prints progress
-and writes the model, ``history.json`` and ``summary.json``; samples/s is the global figure.
+step), the in-batch negatives are gathered across the processes, and rank 0 alone prints progress,
+interpolates and writes the model, ``history.json`` and ``summary.json``; samples/s is global.
 
 Example::
 
@@ -30,17 +34,17 @@ Example::
 
 from __future__ import annotations
 
-import math
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from tasks import launch
+from tasks import launch, wise_ft
+from tasks.checkpoints import last_complete_checkpoint, save_model
 from tasks.config import RunConfig
 from tasks.io import InvalidInputError, StepError, prepared, read_json, read_jsonl, write_json
-from tasks.losses import build_loss
+from tasks.losses import GUIDED_LOSSES, build_loss
+from tasks.mine import ensure_mined
 from tasks.models import (
     best_device,
     hardware_info,
@@ -48,272 +52,78 @@ from tasks.models import (
     model_dimension,
     prepared_base_model,
 )
+from tasks.precision import precision_flags
+from tasks.progress import progress_callback, validate_every_callback
+from tasks.schedule import Schedule, plan_schedule
+from tasks.seq_length import LENGTH_MULTIPLE, LENGTH_PERCENTILE, training_length
 
 
-def precision_flags(precision: str, device: str) -> dict[str, bool]:
-    """bf16/fp16/tf32 trainer flags for the requested precision on this hardware.
+# --- pure helpers ------------------------------------------------------------------------------
+def row_negatives(row: dict[str, Any]) -> list[str]:
+    """A training row's negatives: the mined list, or the data's own single negative."""
+    if "negatives" in row:
+        return list(row["negatives"])
+    return [row["negative"]] if row.get("negative") else []
 
-    ``auto`` turns tf32 on where the GPU has it (Ampere or newer) and leaves bf16 off: on an H200,
-    bf16 autocast trained MiniLM (22M) and BERT-base (110M) at batch 32 about 2x slower than tf32
-    (see docs/benchmarks.md), saving a third of the memory. Ask for ``bf16`` when memory, not time,
-    is what limits the batch. Asking for bf16/fp16/tf32 where the hardware cannot do it is an
-    input error.
+
+def training_columns(rows: list[dict[str, Any]], seed: int) -> dict[str, list[str]]:
+    """The trainer's columns: ``anchor``, ``positive`` and one column per negative (``negative``
+    when there is one per row, else ``negative_1`` ... ``negative_n``).
+
+    Every row needs the same number of negatives: a row with fewer than the most any row has gets
+    random training documents (seeded, never its own positive or a repeat) for the missing ones.
     """
-    import torch
-
-    cuda = device == "cuda"
-    bf16_ok = cuda and torch.cuda.is_bf16_supported()
-    tf32_ok = cuda and torch.cuda.get_device_capability(0)[0] >= 8
-    if precision == "auto":
-        return {"bf16": False, "fp16": False, "tf32": tf32_ok}
-    if precision == "bf16":
-        if not bf16_ok:
-            raise InvalidInputError("precision=bf16 needs a CUDA GPU with bf16 support; use auto")
-        return {"bf16": True, "fp16": False, "tf32": tf32_ok}
-    if precision == "tf32":
-        if not tf32_ok:
-            raise InvalidInputError("precision=tf32 needs an Ampere or newer CUDA GPU; use auto")
-        return {"bf16": False, "fp16": False, "tf32": True}
-    if precision == "fp16":
-        if not cuda:
-            raise InvalidInputError("precision=fp16 needs a CUDA GPU; use auto or fp32")
-        return {"bf16": False, "fp16": True, "tf32": tf32_ok}
-    return {"bf16": False, "fp16": False, "tf32": False}
-
-
-#: ``max_seq_length = 0``: training batches are cut at this percentile of the training texts'
-#: token lengths, rounded up to a multiple of ``LENGTH_MULTIPLE`` and never above the model's limit.
-LENGTH_PERCENTILE = 99.0
-LENGTH_MULTIPLE = 8
-#: Texts per column tokenized to find that length (a seeded sample of larger columns).
-LENGTH_SAMPLE = 20_000
-
-
-def length_from_data(
-    lengths: list[int],
-    limit: int,
-    percentile: float = LENGTH_PERCENTILE,
-    multiple: int = LENGTH_MULTIPLE,
-) -> int:
-    """The ``percentile`` of the token ``lengths``, rounded up to a multiple of ``multiple`` and at
-    most ``limit`` (``limit`` when there are no lengths).
-
-    Example::
-
-        length_from_data([12, 30, 41, 300], limit=256, percentile=75)   # 48
-    """
-    if not lengths:
-        return limit
-    ordered = sorted(lengths)
-    rank = max(0, math.ceil(percentile / 100 * len(ordered)) - 1)
-    return min(limit, multiple * math.ceil(ordered[rank] / multiple))
-
-
-def training_length(
-    model: Any, columns: dict[str, list[str]], prompts: dict[str, str] | None, seed: int
-) -> tuple[int, int]:
-    """The token limit for the training batches chosen from the training texts; returns (length,
-    number of texts measured).
-
-    Every column counts (queries, documents and negatives, each with its prompt, as the trainer
-    tokenizes them); a column longer than ``LENGTH_SAMPLE`` is measured on a seeded sample. Models
-    without a tokenizer or a limit keep their limit. Sentence-transformers pads each batch to its
-    longest text, so the cut saves time and memory only on the batches that hold a longer text
-    (docs/benchmarks.md measures how much).
-    """
-    limit = model.max_seq_length or 0
-    tokenizer = getattr(model, "tokenizer", None)
-    if not limit or tokenizer is None:
-        return limit, 0
+    negatives = [row_negatives(r) for r in rows]
+    width = max((len(n) for n in negatives), default=0)
+    columns = {"anchor": [r["query"] for r in rows], "positive": [r["document"] for r in rows]}
+    if width == 0:
+        return columns
     rng = random.Random(seed)
-    lengths: list[int] = []
-    for name, texts in columns.items():
-        sample = texts if len(texts) <= LENGTH_SAMPLE else rng.sample(texts, LENGTH_SAMPLE)
-        prompt = (prompts or {}).get(name) or ""
-        encoded = tokenizer([prompt + t for t in sample], truncation=True, max_length=limit)
-        lengths += [len(ids) for ids in encoded["input_ids"]]
-    return length_from_data(lengths, limit), len(lengths)
+    docs = sorted({r["document"] for r in rows})
+    for row, picked in zip(rows, negatives):
+        taken = {row["document"], *picked}
+        while len(picked) < width and len(taken) < len(docs):
+            choice = rng.choice(docs)
+            if choice not in taken:
+                picked.append(choice)
+                taken.add(choice)
+        while len(picked) < width:  # fewer documents than negatives asked for
+            picked.append(picked[-1] if picked else docs[0])
+    names = ["negative"] if width == 1 else [f"negative_{i + 1}" for i in range(width)]
+    for i, name in enumerate(names):
+        columns[name] = [picked[i] for picked in negatives]
+    return columns
 
 
-def _progress_callback(batch: int, processes: int = 1) -> Any:
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        """Plain-line progress for the task log (tqdm bars are unreadable there); rank 0 only."""
-
-        def __init__(self) -> None:
-            self.started = time.perf_counter()
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.started = time.perf_counter()
-            self.start_step = state.global_step
-            if not state.is_world_process_zero:
-                return
-            share = f" ({batch // processes} in each of {processes} processes)"
-            print(
-                f"train: {state.max_steps} optimizer steps over {args.num_train_epochs} "
-                f"epoch(s), effective batch {batch}"
-                + (share if processes > 1 else "")
-                + (f", resuming at step {state.global_step}" if state.global_step else ""),
-                flush=True,
-            )
-
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
-        ) -> None:
-            if not logs or "loss" not in logs or not state.is_world_process_zero:
-                return
-            elapsed = time.perf_counter() - self.started
-            done = max(state.global_step - self.start_step, 1)
-            left = (state.max_steps - state.global_step) * elapsed / done
-            print(
-                f"train: step {state.global_step}/{state.max_steps} epoch "
-                f"{state.epoch:.2f} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e} "
-                f"elapsed {elapsed:.0f}s eta {left:.0f}s",
-                flush=True,
-            )
-
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                print(f"train: saved checkpoint-{state.global_step}", flush=True)
-
-    return Progress()
-
-
-def last_complete_checkpoint(folder: Path, remove: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` whose save finished (``trainer_state.json`` is written last).
-
-    Newer, incomplete checkpoints (a save cut off by a kill) are removed (with ``remove``, which
-    only rank 0 of several training processes does) so they cannot break the resume.
-    """
-    if not folder.exists():
-        return None
-    found = []
-    for path in folder.glob("checkpoint-*"):
-        suffix = path.name.split("-", 1)[1]
-        if path.is_dir() and suffix.isdigit():
-            found.append((int(suffix), path))
-    for _, path in sorted(found, reverse=True):
-        if (path / "trainer_state.json").exists():
-            return str(path)
-        if remove:
-            print(f"train: removing incomplete {path.name}", flush=True)
-            shutil.rmtree(path, ignore_errors=True)
-    return None
-
-
-def _column_prompts(model: Any, with_negative: bool) -> dict[str, str] | None:
+def column_prompts(model: Any, columns: list[str]) -> dict[str, str] | None:
     """The model's query/document prompts per training column, so training sees the texts as
     evaluation's ``encode_query``/``encode_document`` do (None for models without prompts)."""
     prompts = getattr(model, "prompts", None) or {}
     query, document = prompts.get("query"), prompts.get("document")
     if not query and not document:
         return None
-    out = {"anchor": query or "", "positive": document or ""}
-    if with_negative:
-        out["negative"] = document or ""
-    return out
+    return {name: (query if name == "anchor" else document) or "" for name in columns}
 
 
-def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Fine-tune the base model on the prepared data; returns the step summary.
-
-    Idempotent: a complete ``train/summary.json`` is returned as is; checkpoints left by an
-    interrupted attempt are resumed from. In a launched process (``WORLD_SIZE`` > 1) it trains its
-    share of each batch; ranks other than 0 return only ``{"step": "train", "rank": r}``.
-    """
-    run_dir = Path(run_dir)
-    out_dir = run_dir / "train"
-    summary_path = out_dir / "summary.json"
-    if summary_path.exists():
-        print(f"train: {summary_path} already complete; nothing to redo")
-        return read_json(summary_path)
-    data_dir = run_dir / "data"
-    prepared(data_dir / "manifest.json")
-
-    import torch
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+def training_arguments(
+    cfg: RunConfig,
+    schedule: Schedule,
+    *,
+    output_dir: Path,
+    per_process_batch: int,
+    flags: dict[str, bool],
+    device: str,
+    processes: int,
+    validate: bool,
+    prompts: dict[str, str] | None,
+    similarity: str,
+) -> dict[str, Any]:
+    """The keyword arguments of ``SentenceTransformerTrainingArguments`` for this run."""
     from sentence_transformers.base.sampler import BatchSamplers
-    from transformers import PrinterCallback
 
-    from tasks.evaluate import MatryoshkaIREvaluator, as_trainer_evaluator
-
-    processes, this_rank = launch.world_size(), launch.rank()
-    say = print if this_rank == 0 else _quiet
-    rows = read_jsonl(data_dir / "train.jsonl")
-    if len(rows) < cfg.batch_size:
-        raise InvalidInputError(
-            f"only {len(rows)} training pairs, fewer than batch_size="
-            f"{cfg.batch_size}: add data or lower batch_size"
-        )
-    per_process_batch = launch.per_process_batch_size(cfg.batch_size, processes)
-    columns = {"anchor": [r["query"] for r in rows], "positive": [r["document"] for r in rows]}
-    if all("negative" in r for r in rows):
-        columns["negative"] = [r["negative"] for r in rows]
-    train_dataset = Dataset.from_dict(columns)
-
-    device = best_device()
-    if processes > 1 and device == "cuda":
-        # one GPU per process: "cuda" means this one from now on
-        torch.cuda.set_device(launch.local_rank())
-    elif processes > 1 and device != "cpu":
-        device = "cpu"  # no data-parallel backend for other accelerators here
-    flags = precision_flags(cfg.precision, device)
-    if flags["tf32"]:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    model_dir, base_fp = prepared_base_model(read_json(data_dir / "manifest.json"), cfg.base_model)
-    dim = model_dimension(model_dir)
-    if dim is not None and max(cfg.matryoshka_dims) > dim:
-        raise InvalidInputError(
-            f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's dimension {dim}"
-        )
-    if processes == 1:
-        # the base model's evaluation, while nothing else is in memory (see prime_evaluation)
-        prime_evaluation(cfg, run_dir, model_dir, "base", base_fp)
-    model = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
-    prompts = _column_prompts(model, "negative" in columns)
-    model_limit = model.max_seq_length
-    if cfg.max_seq_length:
-        train_length = cfg.max_seq_length
-        say(f"train: max_seq_length {train_length} (set in the config)", flush=True)
-    else:
-        train_length, measured = training_length(model, columns, prompts, cfg.seed)
-        if measured:
-            say(
-                f"train: max_seq_length {train_length} for the training batches, from the data "
-                f"(the {LENGTH_PERCENTILE:g}th percentile of {measured} training texts' token "
-                f"lengths, rounded up to a multiple of {LENGTH_MULTIPLE}); validation and the "
-                f"saved model keep the model's limit of {model_limit}",
-                flush=True,
-            )
-    loss = build_loss(model, cfg, processes)
-
-    evaluator = None
-    val_file = data_dir / "val.json"
-    if cfg.val_fraction > 0 and val_file.exists():
-        val = read_json(val_file)
-        evaluator = as_trainer_evaluator(
-            MatryoshkaIREvaluator(
-                val["queries"],
-                val["corpus"],
-                val["relevant_docs"],
-                cfg.matryoshka_dims,
-                batch_size=cfg.eval_batch_size,
-                name="val",
-                main_dim=cfg.best_metric_dim,
-            )
-        )
-    effective_batch = cfg.batch_size * cfg.gradient_accumulation_steps
-    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size / cfg.gradient_accumulation_steps)
-    checkpoints = out_dir / "checkpoints"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=cfg.epochs,
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=schedule.epochs,
         per_device_train_batch_size=per_process_batch,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -326,18 +136,16 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         bf16=flags["bf16"],
         fp16=flags["fp16"],
         tf32=flags["tf32"] if device == "cuda" else None,
-        eval_strategy="epoch" if evaluator else "no",
+        eval_strategy="epoch" if validate else "no",
         save_strategy="epoch",
         save_total_limit=2,
-        load_best_model_at_end=evaluator is not None,
+        load_best_model_at_end=validate,
         metric_for_best_model=(
-            f"eval_val_dim_{cfg.best_metric_dim}_{model.similarity_fn_name}_ndcg@10"
-            if evaluator
-            else None
+            f"eval_val_dim_{cfg.best_metric_dim}_{similarity}_ndcg@10" if validate else None
         ),
         prompts=prompts,
         greater_is_better=True,
-        logging_steps=max(1, min(10, steps_per_epoch // 4 or 1)),
+        logging_steps=max(1, min(10, schedule.steps_per_epoch // 4 or 1)),
         logging_first_step=True,
         disable_tqdm=True,
         report_to="none",
@@ -345,87 +153,137 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         use_cpu=device == "cpu",
         ddp_backend=("nccl" if device == "cuda" else "gloo") if processes > 1 else None,
     )
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        loss=loss,
-        evaluator=evaluator,
-        callbacks=[_progress_callback(effective_batch, processes)],
+
+
+# --- the step ----------------------------------------------------------------------------------
+def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Fine-tune the base model on the prepared data; returns the step summary.
+
+    Idempotent: a complete ``train/summary.json`` is returned as is; checkpoints left by an
+    interrupted attempt are resumed from. In a launched process (``WORLD_SIZE`` > 1) it trains its
+    share of each batch; ranks other than 0 return only ``{"step": "train", "rank": r}``.
+    """
+    run_dir = Path(run_dir)
+    out_dir = run_dir / "train"
+    if (out_dir / "summary.json").exists():
+        print(f"train: {out_dir / 'summary.json'} already complete; nothing to redo")
+        return read_json(out_dir / "summary.json")
+    manifest = read_json(prepared(run_dir / "data" / "manifest.json"))
+    processes, this_rank = launch.world_size(), launch.rank()
+    say = print if this_rank == 0 else _quiet
+    rows, negatives = training_rows(cfg, run_dir, mine_first=processes == 1)
+    schedule = plan_schedule(
+        len(rows), cfg.batch_size, cfg.gradient_accumulation_steps, cfg.epochs, cfg.min_steps
     )
-    trainer.remove_callback(PrinterCallback)  # our Progress callback prints readable lines
-    if train_length and model_limit and train_length < model_limit:
+    device, flags = _device_and_precision(cfg, processes)
+    model_dir, base_fp = prepared_base_model(manifest, cfg.base_model)
+    _check_dims(cfg, model_dir)
+    if processes == 1:
+        # the base model's evaluation, while nothing else is in memory (see prime_evaluation)
+        prime_evaluation(cfg, run_dir, model_dir, "base", base_fp)
+    model = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
+    columns = training_columns(rows, cfg.seed)
+    prompts = column_prompts(model, list(columns))
+    train_length = _training_length(cfg, model, columns, prompts, say)
+    guide = _guide(cfg, model_dir, device)
+    loss = build_loss(model, cfg, processes, guide=guide)
+    evaluator = validation_evaluator(cfg, run_dir)
+    trainer = _trainer(
+        cfg, model, columns, loss, evaluator, schedule, flags, device, prompts, out_dir
+    )
+    if train_length and train_length < model.max_seq_length:
         # Only the training batches are cut: the model's own limit stays for validation, the
         # checkpoints and the saved model, so base and fine-tuned are evaluated alike.
         trainer.data_collator.max_length = train_length
-    resume = last_complete_checkpoint(checkpoints, remove=this_rank == 0)
-    if resume:
-        say(f"train: resuming from {resume}", flush=True)
+    resume = last_complete_checkpoint(out_dir / "checkpoints", remove=this_rank == 0)
     say(
-        f"train: {len(rows)} pairs ({'with' if 'negative' in columns else 'without'} hard "
-        f"negatives), MatryoshkaLoss({type(loss.loss).__name__}) dims {cfg.matryoshka_dims}, "
-        f"device {device}, precision {flags}",
+        f"train: {len(rows)} pairs, {negatives['per_pair']} negative(s) each "
+        f"({negatives['source']}), MatryoshkaLoss({type(loss.loss).__name__}) dims "
+        f"{cfg.matryoshka_dims}, {schedule.reason}, device {device}, precision {flags}"
+        + (f"; resuming from {resume}" if resume else ""),
         flush=True,
     )
-    started = time.perf_counter()
-    try:
-        result = trainer.train(resume_from_checkpoint=resume)
-    except torch.OutOfMemoryError:
-        raise StepError(
-            f"out of memory at batch_size={cfg.batch_size}: lower batch_size, raise "
-            f"gradient_accumulation_steps or use loss=cached_mnrl"
-        ) from None
-    wall = time.perf_counter() - started
+    result, wall = _fit(trainer, resume, cfg)
     ranks = _rank_records(trainer, wall)
     if this_rank != 0:
         return {"step": "train", "rank": this_rank}
-
-    model_out = out_dir / "model"
-    tmp_out = out_dir / ".model.tmp"
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    trainer.model.save_pretrained(str(tmp_out))
-    shutil.rmtree(model_out, ignore_errors=True)
-    tmp_out.rename(model_out)
-    history = trainer.state.log_history
-    write_json(out_dir / "history.json", history)
-    metrics = result.metrics
-    summary = {
-        "step": "train",
-        "model_dir": str(model_out),
-        "train_pairs": len(rows),
-        "hard_negatives": "negative" in columns,
-        "epochs": cfg.epochs,
-        "steps": trainer.state.global_step,
-        "resumed_from": resume,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_metric": trainer.state.best_metric,
-        "train_runtime_s": round(metrics.get("train_runtime", wall), 3),
-        "train_samples_per_second": metrics.get("train_samples_per_second"),
-        "train_loss": metrics.get("train_loss"),
-        "precision": flags,
-        "batch_size": cfg.batch_size,
-        "train_processes": processes,
-        "per_process_batch_size": per_process_batch,
-        "distributed": ranks,
-        "max_seq_length": train_length or None,
-        "model_max_seq_length": model_limit,
-        "peak_gpu_memory_gb": (
-            round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
-        ),
-        "hardware": hardware_info(),
-    }
-    write_json(summary_path, summary)
+    interpolation = _interpolate(cfg, trainer, guide, model_dir, evaluator)
+    save_model(trainer.model, out_dir / "model")
+    write_json(out_dir / "history.json", trainer.state.log_history)
+    summary = train_summary(
+        trainer,
+        result,
+        wall,
+        rows=len(rows),
+        negatives=negatives,
+        schedule=schedule,
+        interpolation=interpolation,
+        cfg=cfg,
+        flags=flags,
+        processes=processes,
+        ranks=ranks,
+        train_length=train_length,
+        model_limit=model.max_seq_length,
+        device=device,
+    )
+    summary.update(model_dir=str(out_dir / "model"), resumed_from=resume)
+    write_json(out_dir / "summary.json", summary)
     print(
         f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s"
         + (f" over {processes} processes" if processes > 1 else "")
-        + f", best checkpoint {summary['best_checkpoint']}",
+        + f", best checkpoint {summary['best_checkpoint']}, weight interpolation "
+        f"a={interpolation['alpha']:g}",
         flush=True,
     )
-    del trainer, loss, model, evaluator
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    prime_evaluation(cfg, run_dir, model_out, "fine-tuned")
+    del trainer, loss, model, evaluator, guide
+    _free_gpu_memory(device)
+    prime_evaluation(cfg, run_dir, out_dir / "model", "fine-tuned")
     return summary
+
+
+def training_rows(
+    cfg: RunConfig, run_dir: Path, *, mine_first: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows to train on and where their negatives come from.
+
+    The mine step's rows when it mined, else the prepared rows (with the data's own negatives,
+    if any). With ``mine_first`` the mine step runs here when it has not run for this config.
+    """
+    mined = ensure_mined(cfg, run_dir) if mine_first else _mine_manifest(run_dir)
+    if mined.get("used"):
+        rows = read_jsonl(run_dir / "negatives" / "train.jsonl")
+        source = "mined with the base model"
+    else:
+        rows = read_jsonl(run_dir / "data" / "train.jsonl")
+        source = "the data's own" if any("negative" in r for r in rows) else "none"
+    if len(rows) < cfg.batch_size:
+        raise InvalidInputError(
+            f"only {len(rows)} training pairs, fewer than batch_size="
+            f"{cfg.batch_size}: add data or lower batch_size"
+        )
+    per_pair = max((len(row_negatives(r)) for r in rows), default=0)
+    return rows, {"source": source if per_pair else "none", "per_pair": per_pair}
+
+
+def validation_evaluator(cfg: RunConfig, run_dir: Path) -> Any:
+    """The trainer's evaluator on ``data/val.json`` (None without a validation split)."""
+    from tasks.evaluate import MatryoshkaIREvaluator, as_trainer_evaluator
+
+    val_file = Path(run_dir) / "data" / "val.json"
+    if cfg.val_fraction <= 0 or not val_file.exists():
+        return None
+    val = read_json(val_file)
+    return as_trainer_evaluator(
+        MatryoshkaIREvaluator(
+            val["queries"],
+            val["corpus"],
+            val["relevant_docs"],
+            cfg.matryoshka_dims,
+            batch_size=cfg.eval_batch_size,
+            name="val",
+            main_dim=cfg.best_metric_dim,
+        )
+    )
 
 
 def prime_evaluation(
@@ -470,6 +328,212 @@ def prime_evaluation(
         f"{time.perf_counter() - started:.1f}s for the evaluate step",
         flush=True,
     )
+
+
+def train_summary(
+    trainer: Any,
+    result: Any,
+    wall: float,
+    *,
+    rows: int,
+    negatives: dict[str, Any],
+    schedule: Schedule,
+    interpolation: dict[str, Any],
+    cfg: RunConfig,
+    flags: dict[str, bool],
+    processes: int,
+    ranks: dict[str, Any] | None,
+    train_length: int,
+    model_limit: int,
+    device: str,
+) -> dict[str, Any]:
+    """``train/summary.json``: what was trained, how, how fast and on what."""
+    return {
+        "step": "train",
+        "train_pairs": rows,
+        "hard_negatives": negatives["per_pair"] > 0,
+        "negatives": negatives,
+        "loss": cfg.loss,
+        "schedule": schedule.as_dict(),
+        "epochs": schedule.epochs,
+        "steps": trainer.state.global_step,
+        "resumed_from": None,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_metric": trainer.state.best_metric,
+        "wise_ft": interpolation,
+        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_loss": result.metrics.get("train_loss"),
+        "precision": flags,
+        "batch_size": cfg.batch_size,
+        "train_processes": processes,
+        "per_process_batch_size": launch.per_process_batch_size(cfg.batch_size, processes),
+        "distributed": ranks,
+        "max_seq_length": train_length or None,
+        "model_max_seq_length": model_limit,
+        "peak_gpu_memory_gb": _peak_gpu_memory(device),
+        "hardware": hardware_info(),
+    }
+
+
+# --- the step's parts --------------------------------------------------------------------------
+def _mine_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "negatives" / "manifest.json"
+    return read_json(path) if path.exists() else {}
+
+
+def _device_and_precision(cfg: RunConfig, processes: int) -> tuple[str, dict[str, bool]]:
+    import torch
+
+    device = best_device()
+    if processes > 1 and device == "cuda":
+        # one GPU per process: "cuda" means this one from now on
+        torch.cuda.set_device(launch.local_rank())
+    elif processes > 1 and device != "cpu":
+        device = "cpu"  # no data-parallel backend for other accelerators here
+    flags = precision_flags(cfg.precision, device)
+    if flags["tf32"]:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device, flags
+
+
+def _check_dims(cfg: RunConfig, model_dir: Path) -> None:
+    dim = model_dimension(model_dir)
+    if dim is not None and max(cfg.matryoshka_dims) > dim:
+        raise InvalidInputError(
+            f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's dimension {dim}"
+        )
+
+
+def _training_length(
+    cfg: RunConfig,
+    model: Any,
+    columns: dict[str, list[str]],
+    prompts: dict[str, str] | None,
+    say: Any,
+) -> int:
+    if cfg.max_seq_length:
+        say(f"train: max_seq_length {cfg.max_seq_length} (set in the config)", flush=True)
+        return cfg.max_seq_length
+    length, measured = training_length(model, columns, prompts, cfg.seed)
+    if measured:
+        say(
+            f"train: max_seq_length {length} for the training batches, from the data (the "
+            f"{LENGTH_PERCENTILE:g}th percentile of {measured} training texts' token lengths, "
+            f"rounded up to a multiple of {LENGTH_MULTIPLE}); validation and the saved model keep "
+            f"the model's limit of {model.max_seq_length}",
+            flush=True,
+        )
+    return length
+
+
+def _guide(cfg: RunConfig, model_dir: Path, device: str) -> Any:
+    """The frozen base model that guides the GIST losses (None for the other losses)."""
+    if cfg.loss not in GUIDED_LOSSES:
+        return None
+    guide = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
+    guide.eval()
+    for parameter in guide.parameters():
+        parameter.requires_grad_(False)
+    return guide
+
+
+def _trainer(
+    cfg: RunConfig,
+    model: Any,
+    columns: dict[str, list[str]],
+    loss: Any,
+    evaluator: Any,
+    schedule: Schedule,
+    flags: dict[str, bool],
+    device: str,
+    prompts: dict[str, str] | None,
+    out_dir: Path,
+) -> Any:
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from transformers import PrinterCallback
+
+    processes = launch.world_size()
+    args = training_arguments(
+        cfg,
+        schedule,
+        output_dir=out_dir / "checkpoints",
+        per_process_batch=launch.per_process_batch_size(cfg.batch_size, processes),
+        flags=flags,
+        device=device,
+        processes=processes,
+        validate=evaluator is not None,
+        prompts=prompts,
+        similarity=model.similarity_fn_name,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=SentenceTransformerTrainingArguments(**args),
+        train_dataset=Dataset.from_dict(columns),
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[
+            progress_callback(cfg.batch_size * cfg.gradient_accumulation_steps, processes),
+            validate_every_callback(schedule.validate_every, schedule.epochs),
+        ],
+    )
+    trainer.remove_callback(PrinterCallback)  # our progress callback prints readable lines
+    return trainer
+
+
+def _fit(trainer: Any, resume: str | None, cfg: RunConfig) -> tuple[Any, float]:
+    import torch
+
+    started = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except torch.OutOfMemoryError:
+        raise StepError(
+            f"out of memory at batch_size={cfg.batch_size}: lower batch_size, raise "
+            f"gradient_accumulation_steps or use loss=cached_mnrl"
+        ) from None
+    return result, time.perf_counter() - started
+
+
+def _interpolate(
+    cfg: RunConfig, trainer: Any, guide: Any, model_dir: Path, evaluator: Any
+) -> dict[str, Any]:
+    """WiSE-FT on the validation split (:mod:`tasks.wise_ft`); ``a = 1`` without validation."""
+    if evaluator is None or cfg.wise_ft_points <= 1:
+        why = "no validation split" if evaluator is None else "wise_ft_points=1"
+        return {"alpha": 1.0, "curve": {}, "points": cfg.wise_ft_points, "skipped": why}
+    base = guide if guide is not None else load_model(model_dir, device="cpu")
+    base_state = {k: v.detach() for k, v in base.state_dict().items()}
+    key = evaluator.primary_metric
+    tuned = trainer.state.best_metric if trainer.state.best_model_checkpoint else None
+    return wise_ft.search(
+        trainer.model,
+        base_state,
+        lambda model: evaluator(model)[key],
+        cfg.wise_ft_points,
+        tuned_score=tuned,
+        say=lambda line: print(line, flush=True),
+    )
+
+
+def _peak_gpu_memory(device: str) -> float | None:
+    if device != "cuda":
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
+def _free_gpu_memory(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:

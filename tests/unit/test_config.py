@@ -18,6 +18,7 @@ from tasks.config import (
     EVAL_CORPUS_CHOICES,
     GATE_METRICS,
     LOSSES,
+    MINING_MODES,
     PRECISIONS,
     SCHEDULERS,
     SOURCES,
@@ -40,9 +41,20 @@ CHOICE_FIELDS = {
     "batch_sampler": BATCH_SAMPLERS,
     "precision": PRECISIONS,
     "loss": LOSSES,
+    "mine_negatives": MINING_MODES,
     "gate_metric": GATE_METRICS,
 }
-SECTIONS = {"Run", "Data", "Model", "Training", "Evaluation", "Tracking", "Promotion", "Publishing"}
+SECTIONS = {
+    "Run",
+    "Data",
+    "Model",
+    "Training",
+    "Negatives",
+    "Evaluation",
+    "Tracking",
+    "Promotion",
+    "Publishing",
+}
 FIELD_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
 
 
