@@ -279,57 +279,54 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     Idempotent: when a manifest for the same config is already there, it is returned as is.
     """
     data_dir = Path(run_dir) / "data"
-    manifest_path = data_dir / "manifest.json"
-    if manifest_path.exists():
-        manifest = read_json(manifest_path)
-        if manifest.get("config_key") == _config_key(cfg):
-            if manifest.get("nothing_to_do"):
-                raise NothingToDo(_nothing_to_do_summary(manifest))
-            print(f"prepare: {manifest_path} already complete; nothing to redo")
-            return _summary(manifest, manifest_path)
-
+    done = _already_prepared(cfg, data_dir / "manifest.json")
+    if done is not None:
+        return done
     # New data for this run: results of later steps computed from older data are void.
     for later in ("negatives", "train", "eval", "report", "register"):
         shutil.rmtree(Path(run_dir) / later, ignore_errors=True)
-    model_dir = resolve_model(cfg.base_model)
-    dim = model_dimension(model_dir)
-    if dim is not None and max(cfg.matryoshka_dims) > dim:
-        too_big = [d for d in cfg.matryoshka_dims if d > dim]
-        raise InvalidInputError(
-            f"matryoshka_dims {too_big} exceed the dimension {dim} of base model "
-            f"{cfg.base_model!r}: use dims <= {dim}"
-        )
-
+    model_dir, dim = _checked_base_model(cfg)
     records, source_info = load_source(cfg)
-    where = source_info.get("path") or source_info.get("dataset") or "data"
-    columns = set().union(*(r.keys() for r in records[:1000]))
-    mapping = resolve_columns(columns, cfg, where=str(where))
-    print(
-        f"prepare: read {len(records)} records from {where}; columns query={mapping.query!r} "
-        f"document={mapping.document!r} negative={mapping.negative!r} (preset {mapping.preset})"
+    mapping, where = _mapping(records, source_info, cfg)
+    pairs, dropped, converted = _clean(records, mapping, where)
+    splits = split_pairs(pairs, cfg, dropped)
+    _check_splits(splits, len(pairs), cfg)
+    train, negatives_info = select_negatives(splits["train"], splits, cfg, mapping)
+    eval_set, val_set = retrieval_sets(pairs, splits, cfg)
+    fingerprints = {
+        "data": data_fingerprint(splits, source_info),
+        "train": fingerprint_rows(train),
+        "eval": retrieval_fingerprint(eval_set),
+    }
+    _write_splits(data_dir, train, splits, eval_set, val_set)
+    manifest = build_manifest(
+        cfg,
+        source_info=source_info,
+        mapping=mapping,
+        base_model={"path": model_dir, "dimension": dim, "fingerprint": fingerprint_dir(model_dir)},
+        counts=_counts(records, pairs, train, splits, eval_set, val_set),
+        dropped=dropped,
+        converted=converted,
+        negatives=negatives_info,
+        fingerprints=fingerprints,
     )
-    converted: Counter = Counter()
-    pairs, dropped = clean_pairs(records, mapping, converted)
-    if converted:
-        print(
-            "prepare: numbers used as text in column(s) "
-            + ", ".join(f"{column!r} ({n} values)" for column, n in sorted(converted.items()))
-        )
-    if not pairs:
-        reasons = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
-        raise InvalidInputError(f"no usable pairs in {where} after cleaning (dropped: {reasons})")
+    _stop_if_unchanged(cfg, Path(run_dir), manifest)
+    write_json(data_dir / "manifest.json", manifest)
+    _print_counts(manifest["counts"], dropped)
+    return _summary(manifest, data_dir / "manifest.json")
 
+
+def split_pairs(
+    pairs: list[dict[str, str]], cfg: RunConfig, dropped: Counter
+) -> dict[str, list[dict[str, str]]]:
+    """The train / val / eval splits of ``pairs`` (by document hash; ``eval_path`` is the eval set
+    when given). No query is in two splits: a query of the eval split leaves train and val, one of
+    val leaves train; ``dropped`` counts every pair removed and why."""
     splits: dict[str, list[dict[str, str]]] = {"train": [], "val": [], "eval": []}
     if cfg.eval_path:
-        eval_records, _ = load_local(cfg.eval_path, "eval_path")
-        eval_cols = set().union(*(r.keys() for r in eval_records[:1000]))
-        eval_mapping = resolve_columns(eval_cols, cfg, where=cfg.eval_path)
-        eval_pairs, eval_dropped = clean_pairs(eval_records, eval_mapping)
-        if not eval_pairs:
-            raise InvalidInputError(f"eval_path {cfg.eval_path} has no usable pairs")
-        splits["eval"] = eval_pairs
-        eval_queries = {p["query"] for p in eval_pairs}
-        eval_docs = {p["document"] for p in eval_pairs}
+        splits["eval"] = _eval_file_pairs(cfg)
+        eval_queries = {p["query"] for p in splits["eval"]}
+        eval_docs = {p["document"] for p in splits["eval"]}
         for pair in pairs:
             if pair["document"] in eval_docs:
                 dropped["document_in_eval_set"] += 1
@@ -351,20 +348,18 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     kept = [p for p in splits["train"] if p["query"] not in val_queries]
     dropped["query_in_val_set"] += len(splits["train"]) - len(kept)
     splits["train"] = kept
+    return splits
 
-    if not splits["eval"]:
-        raise InvalidInputError(
-            f"the eval split is empty ({len(pairs)} pairs): raise eval_fraction, add data or "
-            f"give eval_path"
-        )
-    train = splits["train"]
-    if len(train) < cfg.batch_size:
-        raise InvalidInputError(
-            f"only {len(train)} training pairs after cleaning and splitting, fewer than "
-            f"batch_size={cfg.batch_size}: add data or lower batch_size"
-        )
-    train, negatives_info = select_negatives(train, splits, cfg, mapping)
 
+def retrieval_sets(
+    pairs: list[dict[str, str]], splits: dict[str, list[dict[str, str]]], cfg: RunConfig
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The eval and val retrieval sets (val None without validation pairs).
+
+    The corpus is every document of the data (``eval_corpus=all``) or none of them (``eval``),
+    plus ``corpus_path``; the validation corpus is bounded by ``val_corpus_size``. Every known
+    match of a query that is in the corpus counts as relevant.
+    """
     extra_docs = load_corpus_file(cfg.corpus_path) if cfg.corpus_path else []
     all_docs = sorted({p["document"] for s in splits.values() for p in s})
     corpus_docs = (all_docs if cfg.eval_corpus == "all" else []) + extra_docs
@@ -372,30 +367,35 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     for pair in [*pairs, *splits["eval"]]:
         known[pair["query"]].add(pair["document"])
     eval_set = build_retrieval_set(splits["eval"], corpus_docs, known)
-    val_set = (
-        build_retrieval_set(
-            splits["val"],
-            validation_corpus(splits["val"], corpus_docs, cfg.val_corpus_size, cfg.seed),
-            known,
-        )
-        if splits["val"]
-        else None
-    )
+    if not splits["val"]:
+        return eval_set, None
+    val_corpus = validation_corpus(splits["val"], corpus_docs, cfg.val_corpus_size, cfg.seed)
+    return eval_set, build_retrieval_set(splits["val"], val_corpus, known)
 
+
+def data_fingerprint(splits: dict[str, list[dict[str, str]]], source_info: dict[str, Any]) -> str:
+    """The data's content fingerprint; annotated data adds its annotations' fingerprint, so any
+    change to a submitted annotation is a change of data."""
     data_fp = fingerprint_rows([p for s in splits.values() for p in s])
     if source_info.get("annotations_fingerprint"):
-        # Annotated data: any change to a submitted annotation is a change of data.
         data_fp = sha256_text(data_fp, source_info["annotations_fingerprint"])[:16]
-    model_fp = fingerprint_dir(model_dir)
-    eval_fp = retrieval_fingerprint(eval_set)
-    write_jsonl(data_dir / "train.jsonl", train)
-    write_jsonl(data_dir / "val_pairs.jsonl", splits["val"])
-    write_jsonl(data_dir / "eval_pairs.jsonl", splits["eval"])
-    write_json(data_dir / "eval.json", eval_set)
-    if val_set:
-        write_json(data_dir / "val.json", val_set)
-    else:
-        (data_dir / "val.json").unlink(missing_ok=True)
+    return data_fp
+
+
+def build_manifest(
+    cfg: RunConfig,
+    *,
+    source_info: dict[str, Any],
+    mapping: ColumnMapping,
+    base_model: dict[str, Any],
+    counts: dict[str, int],
+    dropped: Counter,
+    converted: Counter,
+    negatives: dict[str, Any],
+    fingerprints: dict[str, str],
+) -> dict[str, Any]:
+    """``data/manifest.json``: where the data came from, how it was read, counts, drops and why,
+    fingerprints, the split rule and the run fingerprint (data, eval set, settings, base model)."""
     manifest = {
         "config_key": _config_key(cfg),
         "source": source_info,
@@ -410,31 +410,16 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "watermark": source_info.get("watermark"),
         "base_model": {
             "ref": cfg.base_model,
-            "path": str(model_dir),
-            "dimension": dim,
-            "fingerprint": model_fp,
+            "path": str(base_model["path"]),
+            "dimension": base_model["dimension"],
+            "fingerprint": base_model["fingerprint"],
         },
-        "counts": {
-            "records": len(records),
-            "pairs": len(pairs),
-            "train_pairs": len(train),
-            "val_pairs": len(splits["val"]),
-            "eval_pairs": len(splits["eval"]),
-            "val_queries": len(val_set["queries"]) if val_set else 0,
-            "val_corpus": len(val_set["corpus"]) if val_set else 0,
-            "eval_queries": len(eval_set["queries"]),
-            "eval_corpus": len(eval_set["corpus"]),
-            "train_documents": len({p["document"] for p in train}),
-        },
+        "counts": counts,
         "dropped": {k: v for k, v in sorted(dropped.items()) if v},
         # numbers used as their text, per column (a parquet/JSON column of integers, say)
         "converted_to_text": dict(sorted(converted.items())),
-        "negatives": negatives_info,
-        "fingerprints": {
-            "data": data_fp,
-            "train": fingerprint_rows(train),
-            "eval": eval_fp,
-        },
+        "negatives": negatives,
+        "fingerprints": dict(fingerprints),
         "split": {
             "method": "sha256(document) bucket",
             "salt": SPLIT_SALT,
@@ -442,29 +427,158 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             "val_fraction": cfg.val_fraction,
         },
     }
-    # What a training run depends on: the data's content (not where it lies), the settings and
-    # the base model's files. Unchanged since the last success = nothing to do.
+    manifest["fingerprints"]["run"] = run_fingerprint(cfg, fingerprints, base_model["fingerprint"])
+    return manifest
+
+
+def run_fingerprint(cfg: RunConfig, fingerprints: dict[str, str], model_fp: str) -> str:
+    """What a training run depends on: the data's content (not where it lies), the eval set, the
+    settings and the base model's files. Unchanged since the last success = nothing to do."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in RUN_KEY_IGNORES}
-    run_key = sha256_text(data_fp, eval_fp, json.dumps(settings, sort_keys=True), model_fp)[:16]
-    manifest["fingerprints"]["run"] = run_key
+    return sha256_text(
+        fingerprints["data"], fingerprints["eval"], json.dumps(settings, sort_keys=True), model_fp
+    )[:16]
+
+
+# --- the step's parts --------------------------------------------------------------------------
+def _already_prepared(cfg: RunConfig, manifest_path: Path) -> dict[str, Any] | None:
+    """The summary of a manifest written for this config (NothingToDo for a no-op run's)."""
+    if not manifest_path.exists():
+        return None
+    manifest = read_json(manifest_path)
+    if manifest.get("config_key") != _config_key(cfg):
+        return None
+    if manifest.get("nothing_to_do"):
+        raise NothingToDo(_nothing_to_do_summary(manifest))
+    print(f"prepare: {manifest_path} already complete; nothing to redo")
+    return _summary(manifest, manifest_path)
+
+
+def _checked_base_model(cfg: RunConfig) -> tuple[Path, int | None]:
+    model_dir = resolve_model(cfg.base_model)
+    dim = model_dimension(model_dir)
+    if dim is not None and max(cfg.matryoshka_dims) > dim:
+        too_big = [d for d in cfg.matryoshka_dims if d > dim]
+        raise InvalidInputError(
+            f"matryoshka_dims {too_big} exceed the dimension {dim} of base model "
+            f"{cfg.base_model!r}: use dims <= {dim}"
+        )
+    return model_dir, dim
+
+
+def _mapping(
+    records: list[dict[str, Any]], source_info: dict[str, Any], cfg: RunConfig
+) -> tuple[ColumnMapping, str]:
+    where = str(source_info.get("path") or source_info.get("dataset") or "data")
+    columns = set().union(*(r.keys() for r in records[:1000]))
+    mapping = resolve_columns(columns, cfg, where=where)
+    print(
+        f"prepare: read {len(records)} records from {where}; columns query={mapping.query!r} "
+        f"document={mapping.document!r} negative={mapping.negative!r} (preset {mapping.preset})"
+    )
+    return mapping, where
+
+
+def _clean(
+    records: list[dict[str, Any]], mapping: ColumnMapping, where: str
+) -> tuple[list[dict[str, str]], Counter, Counter]:
+    converted: Counter = Counter()
+    pairs, dropped = clean_pairs(records, mapping, converted)
+    if converted:
+        print(
+            "prepare: numbers used as text in column(s) "
+            + ", ".join(f"{column!r} ({n} values)" for column, n in sorted(converted.items()))
+        )
+    if not pairs:
+        reasons = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
+        raise InvalidInputError(f"no usable pairs in {where} after cleaning (dropped: {reasons})")
+    return pairs, dropped, converted
+
+
+def _eval_file_pairs(cfg: RunConfig) -> list[dict[str, str]]:
+    eval_records, _ = load_local(cfg.eval_path, "eval_path")
+    eval_cols = set().union(*(r.keys() for r in eval_records[:1000]))
+    eval_mapping = resolve_columns(eval_cols, cfg, where=cfg.eval_path)
+    eval_pairs, _ = clean_pairs(eval_records, eval_mapping)
+    if not eval_pairs:
+        raise InvalidInputError(f"eval_path {cfg.eval_path} has no usable pairs")
+    return eval_pairs
+
+
+def _check_splits(splits: dict[str, list[dict[str, str]]], pairs: int, cfg: RunConfig) -> None:
+    if not splits["eval"]:
+        raise InvalidInputError(
+            f"the eval split is empty ({pairs} pairs): raise eval_fraction, add data or "
+            f"give eval_path"
+        )
+    if len(splits["train"]) < cfg.batch_size:
+        raise InvalidInputError(
+            f"only {len(splits['train'])} training pairs after cleaning and splitting, fewer than "
+            f"batch_size={cfg.batch_size}: add data or lower batch_size"
+        )
+
+
+def _write_splits(
+    data_dir: Path,
+    train: list[dict[str, str]],
+    splits: dict[str, list[dict[str, str]]],
+    eval_set: dict[str, Any],
+    val_set: dict[str, Any] | None,
+) -> None:
+    write_jsonl(data_dir / "train.jsonl", train)
+    write_jsonl(data_dir / "val_pairs.jsonl", splits["val"])
+    write_jsonl(data_dir / "eval_pairs.jsonl", splits["eval"])
+    write_json(data_dir / "eval.json", eval_set)
+    if val_set:
+        write_json(data_dir / "val.json", val_set)
+    else:
+        (data_dir / "val.json").unlink(missing_ok=True)
+
+
+def _counts(
+    records: list[dict[str, Any]],
+    pairs: list[dict[str, str]],
+    train: list[dict[str, str]],
+    splits: dict[str, list[dict[str, str]]],
+    eval_set: dict[str, Any],
+    val_set: dict[str, Any] | None,
+) -> dict[str, int]:
+    return {
+        "records": len(records),
+        "pairs": len(pairs),
+        "train_pairs": len(train),
+        "val_pairs": len(splits["val"]),
+        "eval_pairs": len(splits["eval"]),
+        "val_queries": len(val_set["queries"]) if val_set else 0,
+        "val_corpus": len(val_set["corpus"]) if val_set else 0,
+        "eval_queries": len(eval_set["queries"]),
+        "eval_corpus": len(eval_set["corpus"]),
+        "train_documents": len({p["document"] for p in train}),
+    }
+
+
+def _stop_if_unchanged(cfg: RunConfig, run_dir: Path, manifest: dict[str, Any]) -> None:
+    """NothingToDo (after writing the manifest) when the run fingerprint equals the last
+    successful run's and ``force`` is off."""
     last_file = last_success_file(dag_id_of(run_dir))
     last = read_json(last_file) if last_file.exists() else None
-    if last and last.get("run_fingerprint") == run_key and not cfg.force:
-        manifest["nothing_to_do"] = (
-            f"data, config and base model unchanged since successful run "
-            f"{last.get('airflow_run_id')} (set force to train anyway)"
-        )
-        manifest["last_success"] = last
-        write_json(manifest_path, manifest)
-        raise NothingToDo(_nothing_to_do_summary(manifest))
-    write_json(manifest_path, manifest)
-    counts = manifest["counts"]
+    if not last or last.get("run_fingerprint") != manifest["fingerprints"]["run"] or cfg.force:
+        return
+    manifest["nothing_to_do"] = (
+        f"data, config and base model unchanged since successful run "
+        f"{last.get('airflow_run_id')} (set force to train anyway)"
+    )
+    manifest["last_success"] = last
+    write_json(run_dir / "data" / "manifest.json", manifest)
+    raise NothingToDo(_nothing_to_do_summary(manifest))
+
+
+def _print_counts(counts: dict[str, int], dropped: Counter) -> None:
     print(
         f"prepare: {counts['train_pairs']} train / {counts['val_pairs']} val / "
         f"{counts['eval_pairs']} eval pairs; {counts['eval_queries']} eval queries over "
         f"{counts['eval_corpus']} documents; dropped {dict(dropped) or 'nothing'}"
     )
-    return _summary(manifest, manifest_path)
 
 
 def _nothing_to_do_summary(manifest: dict[str, Any]) -> dict[str, Any]:
