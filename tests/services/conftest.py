@@ -163,6 +163,8 @@ def celery_stack(tmp_path_factory):
             "EMBED_CPU_QUEUE": "cpu",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(CELERY_HEARTBEAT_TIMEOUT),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            # as in the compose stack: a skipped task ends within a second, not five
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         },
     )
     try:

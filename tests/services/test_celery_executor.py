@@ -133,7 +133,8 @@ def test_a_gpu_worker_killed_during_train_is_replaced_and_training_resumes(
     data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=60, seed=1))
     stack.unpause(RETRAIN)
     started = time.monotonic()
-    run_id = stack.trigger(RETRAIN, _conf(data, tiny_model_dir, epochs=4))
+    # a checkpoint per epoch: the kill lands after the first, two epochs are left to resume
+    run_id = stack.trigger(RETRAIN, _conf(data, tiny_model_dir, epochs=3))
     run_dir = _run_dir(stack, run_id)
     checkpoint = _wait_for_checkpoint(run_dir, timeout=300)
     killed_at = time.monotonic()
