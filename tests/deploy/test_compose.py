@@ -196,3 +196,30 @@ def test_the_celery_profile_renders_with_the_queues_the_dag_processor_assigns(tm
     assert queues == {"airflow-worker-gpu": "a100", "airflow-worker-cpu": "light"}
     broker = services["airflow-worker-gpu"]["environment"]["AIRFLOW__CELERY__BROKER_URL"]
     assert broker == "redis://:change-me-broker@celery-broker:6379/0"
+
+
+def test_workers_on_other_hosts_find_the_services_by_the_host_settings(tmp_path):
+    """A worker on a second host sets the *_HOST settings to the main host's address: its broker,
+    result backend, metadata DB, Execution API and MLflow URLs follow, and MLflow accepts
+    requests addressed to that name."""
+    rendered = yaml.safe_load(
+        _config(
+            tmp_path,
+            "--profile",
+            "celery",
+            settings={
+                "AIRFLOW_EXECUTOR": "CeleryExecutor",
+                "POSTGRES_HOST": "10.0.0.5",
+                "CELERY_BROKER_HOST": "10.0.0.5",
+                "AIRFLOW_API_HOST": "10.0.0.5",
+                "MLFLOW_HOST": "10.0.0.5",
+            },
+        )
+    )
+    env = rendered["services"]["airflow-worker-gpu"]["environment"]
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:change-me-broker@10.0.0.5:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].endswith("@10.0.0.5/airflow")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@10.0.0.5/airflow")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://10.0.0.5:8080/execution/"
+    assert '"host": "http://10.0.0.5:5000"' in env["AIRFLOW_CONN_MLFLOW_DEFAULT"]
+    assert "10.0.0.5:5000" in " ".join(rendered["services"]["mlflow"]["command"])
