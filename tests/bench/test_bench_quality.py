@@ -1,4 +1,5 @@
-"""The quality benchmark runs end to end in its small form (so it cannot rot), on a tiny model."""
+"""The quality benchmark: its small form end to end on a tiny model (so it cannot rot), its data
+sets (BEIR folders, the provider-shift split), its arms, figures, targets and merging."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ def test_quality_benchmark_small(tmp_path, tiny_model_dir):
     from bench.quality import main
 
     out = tmp_path / "quality.json"
-    extra = {"epochs": 1, "use_negatives": False, "matryoshka_dims": [64, 32]}
-    extra["best_metric_dim"] = 32
+    extra = {"epochs": 1, "matryoshka_dims": [64, 32], "best_metric_dim": 32}
     result = main(
         [
             "--small",
             "--model",
             str(tiny_model_dir),
-            "--recipes",
-            "ours,phil",
+            "--arms",
+            "ours,ours-no-mining,notebook-1",
             "--extra",
             json.dumps(extra),
             "--work",
@@ -30,12 +30,153 @@ def test_quality_benchmark_small(tmp_path, tiny_model_dir):
             str(out),
         ]
     )
-    assert set(result["ndcg@10"]) == {"base", "ours", "phil"}
-    for per_dim in result["ndcg@10"].values():
-        assert set(per_dim) == {"64", "32"}
-        assert all(0.0 <= v["mean"] <= 1.0 and v["n"] == 1 for v in per_dim.values())
-    assert json.loads(out.read_text())["recipes"]["phil"]["gradient_accumulation_steps"] == 16
-    assert result["seconds_per_run"]["ours"] > 0
+    demo = result["datasets"]["demo"]
+    assert set(demo["runs"]) == {"ours", "ours-no-mining", "notebook-1"}
+    for runs in demo["runs"].values():
+        (run,) = runs
+        assert set(run["metrics"]) == {"ndcg@10", "recall@10"}
+        assert set(run["metrics"]["ndcg@10"]) == {"64", "32"}
+        assert all(0.0 <= v <= 1.0 for v in run["metrics"]["recall@10"].values())
+        assert run["seconds"]["train"] > 0
+    assert demo["runs"]["notebook-1"][0]["train"]["negatives"]["per_pair"] == 0
+    assert json.loads(out.read_text())["arms"]["notebook-1"]["use_negatives"] is False
+
+
+def test_the_arms_are_ours_its_ablations_and_the_anchors():
+    from bench.quality import ANCHOR_ARMS, PIECES, arms
+    from tasks.config import RunConfig
+
+    all_arms = arms()
+    assert list(all_arms)[0] == "ours" and all_arms["ours"] == {}
+    defaults = RunConfig().to_dict()
+    for piece, off in PIECES.items():
+        on = any(defaults[k] != v for k, v in off.items())
+        assert (f"ours-no-{piece}" in all_arms) == on, piece
+    for name, settings in ANCHOR_ARMS.items():
+        assert name in all_arms
+        # a hand-written recipe has none of our pieces, whatever the defaults are
+        for off in PIECES.values():
+            assert all(settings[k] == v for k, v in off.items()), name
+    assert ANCHOR_ARMS["phil-4"]["gradient_accumulation_steps"] == 16
+    assert (
+        ANCHOR_ARMS["notebook-4"]["epochs"] == 4 and ANCHOR_ARMS["notebook-4"]["batch_size"] == 32
+    )
+
+
+def test_a_beir_folder_becomes_pairs_and_a_single_split_is_held_out_by_prepare(tmp_path):
+    from bench.quality_data import resolve
+    from tasks.io import read_jsonl, write_jsonl
+
+    beir = tmp_path / "beir"
+    write_jsonl(
+        beir / "corpus.jsonl", [{"_id": f"d{i}", "title": "", "text": f"doc {i}"} for i in range(4)]
+    )
+    write_jsonl(beir / "queries.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(4)])
+    (beir / "qrels").mkdir()
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\nq2\td3\t0\nq3\tmissing\t1\n"
+    )
+    ds = resolve(str(beir), tmp_path / "work")
+    assert ds.eval == "" and ds.settings == {"eval_fraction": 0.3}
+    assert ds.corpus.endswith("corpus.jsonl")
+    assert read_jsonl(ds.train) == [
+        {"query": "query 0", "positive": "doc 0"},
+        {"query": "query 1", "positive": "doc 1"},
+    ]
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\n")
+    both = resolve(str(beir), tmp_path / "work2")
+    assert read_jsonl(both.train) == [{"query": "query 2", "positive": "doc 2"}]
+    assert both.eval.endswith("pairs_test.jsonl") and both.settings == {}
+    small = resolve(str(beir), tmp_path / "work3", max_train_pairs=1)
+    assert len(read_jsonl(small.train)) == 1
+
+
+def test_the_provider_shift_trains_on_one_hub_and_evaluates_on_the_other(tmp_path, monkeypatch):
+    import bench.quality_data as qd
+    from tasks.io import read_jsonl, write_jsonl
+
+    shared = tmp_path / "shared"
+    folder = shared / "gorilla_apibench"
+
+    def pair(i, hub):
+        return {"query": f"q{i}", "positive": f"p{i}", "positive_ids": [f"{hub}-{i:04d}"]}
+
+    write_jsonl(folder / "pairs_train.jsonl", [pair(0, "torchhub"), pair(1, "huggingface")])
+    write_jsonl(folder / "pairs_test.jsonl", [pair(2, "torchhub"), pair(3, "huggingface")])
+    write_jsonl(folder / "corpus.jsonl", [{"_id": "x", "text": "t"}])
+    monkeypatch.setattr(qd, "SHARED", shared)
+    ds = qd.resolve("gorilla-shift", tmp_path / "work")
+    assert [r["query"] for r in read_jsonl(ds.train)] == ["q0", "q2"]
+    assert [r["query"] for r in read_jsonl(ds.eval)] == ["q1", "q3"]
+    assert qd.available(["gorilla-shift", "zenml"]) == ["gorilla-shift"]
+
+
+def _run(ndcg: dict[str, float], train_s: float) -> dict:
+    return {
+        "metrics": {"ndcg@10": ndcg, "recall@10": {d: v + 0.1 for d, v in ndcg.items()}},
+        "seconds": {"prepare": 1.0, "mine": 1.0, "train": train_s - 1.0, "evaluate": 1.0},
+        "train": {},
+    }
+
+
+def _result(seed: int, ours: float) -> dict:
+    return {
+        "model": "m",
+        "arms": {"ours": {}, "phil-4": {}, "notebook-4": {}},
+        "extra": {},
+        "max_train_pairs": 0,
+        "seeds": [seed],
+        "datasets": {
+            "set": {
+                "base": {"ndcg@10": {"64": 0.2, "32": 0.1}, "recall@10": {"64": 0.3, "32": 0.2}},
+                "runs": {
+                    "ours": [_run({"64": ours, "32": ours - 0.05}, 30.0)],
+                    "phil-4": [_run({"64": 0.25, "32": 0.15}, 40.0)],
+                    "notebook-4": [_run({"64": 0.27, "32": 0.14}, 40.0)],
+                },
+            }
+        },
+        "machine": {"device_name": "cpu", "torch": "x", "sentence_transformers": "y", "date": "d"},
+    }
+
+
+def test_targets_compare_ours_with_the_best_anchor_at_every_dim_the_base_and_phils_time():
+    from bench.quality_table import summarize, targets_line
+
+    summary = summarize(_result(42, 0.30))["set"]
+    t = summary["targets"]
+    assert t["lead_over_best_anchor"] == pytest.approx({"64": 0.03, "32": 0.10})
+    assert t["beats_best_anchor_by_margin"] is True
+    assert t["no_dim_below_base"] is True
+    assert t["smallest_dim_beats_base_at_largest"] is True  # 0.25 at 32 >= 0.2 at 64
+    assert t["train_time_vs_phil_4"] == pytest.approx(30.0 / 40.0)
+    line = targets_line(summary)
+    assert "64: +0.030, 32: +0.100" in line and "train time 0.75x" in line
+    weak = summarize(_result(42, 0.28))["set"]["targets"]
+    assert weak["beats_best_anchor_by_margin"] is False  # +0.01 at 64
+    assert summary["seconds"]["ours"] == {"train": 30.0, "run": 32.0}
+
+
+def test_merge_combines_the_seeds_of_separate_runs(tmp_path):
+    from bench.quality import LABELS, merge
+    from bench.quality_table import markdown, summarize
+
+    paths = []
+    for seed, ours in ((42, 0.30), (43, 0.34)):
+        path = tmp_path / f"q{seed}.json"
+        path.write_text(json.dumps(_result(seed, ours)))
+        paths.append(str(path))
+    result = merge(paths)
+    assert result["seeds"] == [42, 43]
+    ours = summarize(result)["set"]["metrics"]["ours"]["ndcg@10"]["64"]
+    assert ours == pytest.approx({"mean": 0.32, "spread": 0.04, "n": 2})
+    assert "| ours (defaults) | 0.3200 ± 0.0200 (+0.120)" in markdown(result, LABELS)
+    with pytest.raises(SystemExit, match="repeat"):
+        merge([paths[0], paths[0]])
+    other = _result(44, 0.3) | {"model": "another"}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="differs .* in model"):
+        merge([paths[0], str(tmp_path / "other.json")])
 
 
 def test_update_docs_replaces_only_its_own_block(tmp_path):
@@ -50,40 +191,3 @@ def test_update_docs_replaces_only_its_own_block(tmp_path):
     assert "## y" in docs.read_text() and "<!-- bench:y -->\ntable y\n<!-- /bench:y -->" in (
         docs.read_text()
     )
-
-
-def _part(seed: int, ours: float, seconds: float) -> dict:
-    return {
-        "data": {"train": "t", "eval": "e", "corpus": ""},
-        "model": "m",
-        "recipes": {"ours": {}},
-        "extra": {},
-        "seeds": [seed],
-        "per_seed": {"base": [{"64": 0.2, "32": 0.1}], "ours": [{"64": ours, "32": ours / 2}]},
-        "timings": {"ours": [seconds]},
-        "machine": {"device_name": "cpu", "torch": "x", "sentence_transformers": "y", "date": "d"},
-    }
-
-
-def test_merge_combines_the_seeds_of_separate_runs(tmp_path):
-    from bench.quality import markdown, merge
-
-    paths = []
-    for seed, ours, secs in ((42, 0.30, 10.0), (43, 0.34, 14.0)):
-        path = tmp_path / f"q{seed}.json"
-        path.write_text(json.dumps(_part(seed, ours, secs)))
-        paths.append(str(path))
-    result = merge(paths)
-    assert result["seeds"] == [42, 43]
-    assert result["ndcg@10"]["ours"]["64"]["n"] == 2
-    assert result["ndcg@10"]["ours"]["64"]["mean"] == pytest.approx(0.32)
-    assert result["ndcg@10"]["ours"]["64"]["spread"] == pytest.approx(0.04)
-    assert result["ndcg@10"]["base"]["64"]["n"] == 1  # the base model is evaluated once
-    assert result["seconds_per_run"]["ours"] == pytest.approx(12.0)
-    assert "0.3200 ± 0.0200 (+60%)" in markdown(result)
-    with pytest.raises(SystemExit, match="repeat"):
-        merge([paths[0], paths[0]])
-    other = _part(44, 0.3, 1.0) | {"model": "another"}
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="differs .* in model"):
-        merge([paths[0], str(tmp_path / "other.json")])
