@@ -63,6 +63,7 @@ DAG_ID = "retrain_embeddings"
 #: The DAG's tasks in the order ``dag.test()`` runs them, with their step command lines.
 TASKS: dict[str, list[str]] = {
     "prepare": ["prepare"],
+    "mine": ["mine"],
     "train": ["train"],
     "evaluate_base": ["evaluate", "--model", "base"],
     "evaluate_champion": ["evaluate", "--model", "champion"],
@@ -752,13 +753,15 @@ def run_conf(
     small: bool = False,
     extra: str | None = None,
 ) -> dict[str, Any]:
-    """The DAG run's conf: ``data`` and ``model`` for ``epochs`` without negatives nor ``force``
+    """The DAG run's conf: ``data`` and ``model`` for ``epochs`` without negatives (none from the
+    data, none mined) nor ``force``
     (so the second run is the no-op night), the model's ``options`` (its dims), batch 8 when
     ``small``, then the ``--extra`` JSON over all of it."""
     return {
         "data_path": str(data),
         "base_model": model,
         "use_negatives": False,
+        "mine_negatives": "never",
         "epochs": epochs,
         "force": False,
         **options,

@@ -431,12 +431,14 @@ def slug(label: str) -> str:
 def step_values(
     data: Path, model: str, batch_size: int, seed: int, options: dict[str, Any]
 ) -> dict[str, Any]:
-    """The steps' config at one size: ``data``, one epoch without negatives, ``force`` (each size
-    is new data anyway) and the model's ``options`` (:func:`model_options`)."""
+    """The steps' config at one size: ``data``, one epoch without negatives (none from the data,
+    none mined), ``force`` (each size is new data anyway) and the model's ``options``
+    (:func:`model_options`)."""
     return {
         "data_path": str(data),
         "base_model": model,
         "use_negatives": False,
+        "mine_negatives": "never",
         "batch_size": batch_size,
         "epochs": 1,
         "seed": seed,

@@ -589,7 +589,10 @@ def base_config(model: str, sizes: dict[str, Any]) -> dict[str, Any]:
         "best_metric_dim": sizes["best_metric_dim"],
         "batch_size": sizes["batch_size"],
         "epochs": 1,
+        # the plain script trains on the pairs alone and keeps its last weights: so does ours
         "use_negatives": False,
+        "mine_negatives": "never",
+        "wise_ft_points": 1,
         "seed": 42,
         "force": True,
     }
