@@ -34,7 +34,6 @@ from typing import Any
 
 from tasks.config import RunConfig
 from tasks.io import (
-    StepError,
     cache_dir,
     fingerprint_rows,
     prepared,
@@ -131,6 +130,14 @@ def mine(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     }
     if wanted:
         manifest.update(_mine_rows(cfg, Path(run_dir), data_manifest, train_rows, out))
+        if manifest["counts"]["negatives"] == 0:
+            manifest["used"] = False
+            manifest["reason"] = (
+                f"no document of the pool of {manifest['pool_documents']} passed the filters "
+                f"(known positives, mining_margin={cfg.mining_margin}): training without mined "
+                f"negatives; add documents (corpus_path) or lower mining_margin"
+            )
+            print(f"mine: warning: {manifest['reason']}", flush=True)
     write_json(manifest_path, manifest)
     return _summary(manifest, manifest_path)
 
@@ -206,11 +213,6 @@ def _mine_with_base_model(
     doc_emb = model.encode_document(pool, normalize_embeddings=True, **encode).float().cpu()
     encoded = time.perf_counter()
     picked, stats = mine_negatives(query_emb, doc_emb, rows, positives, mining_settings(cfg))
-    if stats["negatives"] == 0:
-        raise StepError(
-            f"no negative could be mined from a pool of {len(pool)} documents: add documents "
-            f"(corpus_path), lower mining_margin, or set mine_negatives=never"
-        )
     stats["seconds"] = {
         "encode": round(encoded - started, 2),
         "mine": round(time.perf_counter() - encoded, 2),

@@ -12,7 +12,7 @@ from tasks.config import RunConfig
 from tasks.data import prepare
 from tasks.io import read_json, read_jsonl
 from tasks.mine import candidate_pool, mine, mining_decision, with_negatives
-from tasks.train import row_negatives, train, training_columns
+from tasks.train import row_negatives, train, training_columns, training_rows
 
 pytestmark = pytest.mark.unit
 
@@ -154,3 +154,16 @@ def test_training_columns_give_every_row_as_many_negatives():
     ]
     assert list(training_columns([{"query": "q", "document": "d"}], 0)) == ["anchor", "positive"]
     assert row_negatives({"query": "q", "document": "d", "negative": "n"}) == ["n"]
+
+
+def test_a_pool_where_nothing_passes_the_filters_trains_without_mined_negatives(
+    tmp_path, tiny_model_dir
+):
+    """A margin no document can pass (the ceiling falls below every score) mines nothing: the
+    run goes on without mined negatives and the manifest says why, rather than failing."""
+    cfg, run_dir = _prepared(tmp_path, tiny_model_dir, mining_margin=1.0)
+    summary = mine(cfg, run_dir)
+    assert summary["mined"] is False
+    assert "no document of the pool" in summary["reason"] and "mining_margin" in summary["reason"]
+    _, negatives = training_rows(cfg, run_dir)
+    assert negatives == {"source": "none", "per_pair": 0}
