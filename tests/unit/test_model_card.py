@@ -207,3 +207,26 @@ def test_dataset_card_lists_the_splits_it_has():
     ]
     assert body.lstrip().startswith("# Data snapshot dfp")
     assert "[acme/embedder](http://hub/acme/embedder)" in body
+
+
+def test_the_card_says_how_the_negatives_interpolation_and_epochs_were_chosen():
+    from tasks.config import RunConfig
+    from tasks.model_card import _epochs, interpolation_phrase, negatives_phrase
+
+    mined = {"negatives": {"source": "mined with the base model", "per_pair": 2}}
+    assert (
+        negatives_phrase(mined) == " with 2 hard negative(s) per pair (mined with the base model)"
+    )
+    assert negatives_phrase({"negatives": {"source": "none", "per_pair": 0}}) == ""
+    assert negatives_phrase({"hard_negatives": True}) == " with hard negatives"  # older summaries
+    assert negatives_phrase(None) == ""
+    assert interpolation_phrase({"wise_ft": {"alpha": 0.75}}) == (
+        ", then mixed with the base model's weights (base + 0.75 x (fine-tuned - base), chosen "
+        "on the validation split)"
+    )
+    assert interpolation_phrase({"wise_ft": {"alpha": 1.0}}) == interpolation_phrase({}) == ""
+    cfg = RunConfig(data_path="x", epochs=3, min_steps=120)
+    assert (
+        _epochs(cfg, {"schedule": {"epochs": 12}}) == "12 (min_steps 120 on this data; 3 asked for)"
+    )
+    assert _epochs(cfg, {"schedule": {"epochs": 3}}) == _epochs(cfg, None) == "3"
