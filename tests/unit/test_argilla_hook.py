@@ -144,8 +144,14 @@ def test_the_key_stays_out_of_the_task_log_and_the_xcom(monkeypatch, tmp_path, c
     monkeypatch.setenv("EMBED_TASKS_PYTHON", str(tmp_path / "python"))
     (tmp_path / "python").write_text(f'#!/bin/sh\nshift 2\nexec python3 {fake} "$@"\n')
     (tmp_path / "python").chmod(0o755)
+    pushed: list[tuple[str, object]] = []
     ti = SimpleNamespace(
-        dag_id="retrain_embeddings", run_id="manual__1", task_id="prepare", try_number=1
+        dag_id="retrain_embeddings",
+        run_id="manual__1",
+        task_id="prepare",
+        try_number=1,
+        hostname="cpu-1",
+        xcom_push=lambda key, value: pushed.append((key, value)),
     )
     context = {"ti": ti, "params": {"source": "argilla", "argilla_dataset": "pairs"}}
     caplog.set_level(logging.DEBUG)
@@ -153,6 +159,8 @@ def test_the_key_stays_out_of_the_task_log_and_the_xcom(monkeypatch, tmp_path, c
     summary = op.execute(context)
     assert summary == {"step": "prepare", "got_key": True}
     assert KEY not in json.dumps(summary)
+    # prepare's other XCom says which host wrote the run directory, and nothing more
+    assert [key for key, _ in pushed] == ["run_dir_writer"] and KEY not in json.dumps(pushed)
     log = caplog.text + "".join(capsys.readouterr())
     assert "step running prepare" in log  # the step's output reached the task log
     assert KEY not in log
