@@ -82,9 +82,7 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
         if processes > 1:
             # data parallel: re-run this command under torchrun; the summary is rank 0's
             per_process_batch_size(cfg.batch_size, processes)  # fail before starting processes
-            from tasks.mine import ensure_mined
-
-            ensure_mined(cfg, run_dir)  # once, before the processes start
+            _mine_in_own_process(args.argv)  # once, before them, and no GPU memory kept here
             return run_training_processes(args.argv, processes)
         from tasks.train import train
 
@@ -104,6 +102,31 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
 
         return publish(cfg, run_dir)
     raise StepError(f"unknown step {args.step!r}")
+
+
+def _mine_in_own_process(train_argv: list[str]) -> None:
+    """Run the mine step for a ``train`` command line in a process of its own (a no-op when it
+    ran already): the launcher of several training processes must not hold the base model or a
+    CUDA context on a GPU that rank 0 trains on."""
+    import subprocess
+
+    argv = list(train_argv[1:])  # the options without the step name
+    if "--summary-file" in argv:  # that file is train's
+        i = argv.index("--summary-file")
+        del argv[i : i + 2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tasks", "mine", *argv],
+        stdout=sys.stderr,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if proc.returncode != EXIT_OK:
+        sys.stderr.write(proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        reason = lines[-1].removeprefix("error: ") if lines else f"exit code {proc.returncode}"
+        error = StepError(f"the mine step before training failed: {reason}")
+        error.exit_code = proc.returncode  # invalid input stays invalid input (no retry)
+        raise error
 
 
 def _evaluate(cfg: RunConfig, run_dir: Path, which: str, *, use_cache: bool) -> dict[str, Any]:

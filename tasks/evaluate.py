@@ -224,15 +224,19 @@ def as_trainer_evaluator(evaluator: MatryoshkaIREvaluator) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.greater_is_better = True
-            self.primary_metric = evaluator.primary_metric
-            if evaluator.name:
-                self.primary_metric = f"{evaluator.name}_{self.primary_metric}"
+            self._name_primary()
+
+        def _name_primary(self) -> None:
+            # the metric names carry the model's similarity, known once a model was scored
+            prefix = f"{evaluator.name}_" if evaluator.name else ""
+            self.primary_metric = prefix + evaluator.primary_metric
 
         def __call__(
             self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
         ) -> dict[str, float]:
             started = time.perf_counter()
             metrics = evaluator(model)
+            self._name_primary()
             print(
                 f"validation{' after epoch ' + format(epoch, '.2g') if epoch != -1 else ''}: "
                 f"ndcg@10 at dim {evaluator.main_dim} = "

@@ -68,8 +68,9 @@ def _need(guide: Any, cfg: RunConfig) -> Any:
     return cache_guide(guide)
 
 
-#: Batches a guide remembers: every column of one training step (anchor, positive, negatives).
-GUIDE_CACHE_SIZE = 8
+#: Batches a guide remembers: the anchors and the (merged) candidates of one training step, and
+#: one to spare.
+GUIDE_CACHE_SIZE = 3
 
 
 def cache_guide(guide: Any) -> Any:
@@ -96,7 +97,8 @@ def cache_guide(guide: Any) -> Any:
             return cache[key]
         output = forward(features, *args, **kwargs)
         if key is not None:
-            cache[key] = output
+            # only what the losses read: the token embeddings would hold a step's activations
+            cache[key] = {"sentence_embedding": output["sentence_embedding"]}
             while len(cache) > GUIDE_CACHE_SIZE:
                 cache.popitem(last=False)
         return output

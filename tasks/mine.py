@@ -34,6 +34,7 @@ from typing import Any
 
 from tasks.config import RunConfig
 from tasks.io import (
+    StepError,
     cache_dir,
     fingerprint_rows,
     prepared,
@@ -156,7 +157,8 @@ def _mine_rows(
     cache_key = sha256_text(
         MINING_VERSION,
         model_fp,
-        fingerprint_rows({"q": r["query"], "d": r["document"]} for r in train_rows),
+        # the rows in their order: the cached picks are matched to them by position
+        sha256_text(*(json.dumps([r["query"], r["document"]]) for r in train_rows)),
         sha256_text(*pool),
         json.dumps(mining_settings(cfg).as_dict(), sort_keys=True),
         str(cfg.max_seq_length),
@@ -166,6 +168,8 @@ def _mine_rows(
     if cached:
         print(f"mine: negatives of these pairs found in the cache ({cache_file.name})")
         picks, stats = (read_json(cache_file)[k] for k in ("picks", "stats"))
+        if len(picks) != len(train_rows):
+            raise StepError(f"the mining cache {cache_file} does not match the rows: delete it")
     else:
         picks, stats = _mine_with_base_model(cfg, data_manifest, train_rows, pool)
         write_json(cache_file, {"picks": picks, "stats": stats})
@@ -209,10 +213,12 @@ def _mine_with_base_model(
         flush=True,
     )
     encode = {"batch_size": cfg.eval_batch_size, "convert_to_tensor": True}
-    query_emb = model.encode_query(queries, normalize_embeddings=True, **encode).float().cpu()
-    doc_emb = model.encode_document(pool, normalize_embeddings=True, **encode).float().cpu()
+    # scored where they were encoded (the GPU when there is one), in query chunks
+    query_emb = model.encode_query(queries, normalize_embeddings=True, **encode).float()
+    doc_emb = model.encode_document(pool, normalize_embeddings=True, **encode).float()
     encoded = time.perf_counter()
     picked, stats = mine_negatives(query_emb, doc_emb, rows, positives, mining_settings(cfg))
+    del model, query_emb, doc_emb
     stats["seconds"] = {
         "encode": round(encoded - started, 2),
         "mine": round(time.perf_counter() - encoded, 2),

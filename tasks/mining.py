@@ -112,8 +112,13 @@ def mine_negatives(
                 positive_score = float(scores[j, rows[i].positive])
                 chosen, why = _pick(ranked, positive_score, known_q, settings)
                 if len(chosen) < want and k < pool:
-                    # the top candidates were mostly rejected: rank the whole pool
-                    chosen, why = _pick(_ranking(scores[j]), positive_score, known_q, settings)
+                    # the top candidates were mostly rejected: the rule over the whole pool
+                    chosen, why = _pick(
+                        _allowed_top(scores[j], positive_score, known_q, settings),
+                        positive_score,
+                        known_q,
+                        settings,
+                    )
                     why["full_ranking"] += 1
                 counts.update(why)
                 picked[i] = [c for c, _ in chosen]
@@ -145,14 +150,14 @@ def _pick(
     pass, the first ``range_min`` are skipped and the next ``num_negatives`` taken.
     """
     why: Counter = Counter()
-    ceiling = positive_score - abs(positive_score) * settings.margin
+    ceiling = _ceiling(positive_score, settings)
     passed = 0
     chosen: list[tuple[int, float]] = []
     for index, score in ranked:
         if index in known:
             why["positive"] += 1
             continue
-        if score > ceiling:
+        if score > ceiling or score >= positive_score:  # a tie is a copy of the positive
             why["margin"] += 1
             continue
         passed += 1
@@ -164,12 +169,27 @@ def _pick(
     return chosen, why
 
 
-def _ranking(scores: Any) -> list[tuple[int, float]]:
-    """Every pool index with its score, best first."""
+def _allowed_top(
+    scores: Any, positive_score: float, known: set[int], settings: MiningSettings
+) -> list[tuple[int, float]]:
+    """The best ``range_min + num_negatives`` candidates of the whole pool that pass the rules,
+    best first: one masked pass over the pool's scores, not a sort of it."""
     import torch
 
-    order = torch.argsort(scores, descending=True)
-    return list(zip(order.tolist(), scores[order].tolist()))
+    allowed = scores.clone()
+    allowed[allowed > _ceiling(positive_score, settings)] = -torch.inf
+    if known:
+        allowed[torch.tensor(sorted(known), dtype=torch.long, device=scores.device)] = -torch.inf
+    k = min(allowed.shape[0], settings.range_min + settings.num_negatives)
+    top = torch.topk(allowed, k)
+    return [
+        (i, v) for i, v in zip(top.indices.tolist(), top.values.tolist()) if v != -float("inf")
+    ]
+
+
+def _ceiling(positive_score: float, settings: MiningSettings) -> float:
+    """The highest score a negative may have: the positive's less ``margin`` of it."""
+    return positive_score - abs(positive_score) * settings.margin
 
 
 def _mean(values: list[float]) -> float | None:

@@ -80,19 +80,25 @@ def training_columns(rows: list[dict[str, Any]], seed: int) -> dict[str, list[st
         return columns
     rng = random.Random(seed)
     docs = sorted({r["document"] for r in rows})
+    positives: dict[str, set[str]] = {}
+    for row in rows:
+        positives.setdefault(row["query"], set()).add(row["document"])
     for row, picked in zip(rows, negatives):
-        taken = {row["document"], *picked}
-        while len(picked) < width and len(taken) < len(docs):
-            choice = rng.choice(docs)
-            if choice not in taken:
-                picked.append(choice)
-                taken.add(choice)
-        while len(picked) < width:  # fewer documents than negatives asked for
-            picked.append(picked[-1] if picked else docs[0])
+        taken = positives[row["query"]] | set(picked)
+        free = [d for d in docs if d not in taken] if len(picked) < width else []
+        while len(picked) < width and free:
+            picked.append(free.pop(rng.randrange(len(free))))
+        while len(picked) < width:  # fewer other documents than negatives asked for
+            picked.append(picked[-1] if picked else _other_document(docs, taken))
     names = ["negative"] if width == 1 else [f"negative_{i + 1}" for i in range(width)]
     for i, name in enumerate(names):
         columns[name] = [picked[i] for picked in negatives]
     return columns
+
+
+def _other_document(docs: list[str], taken: set[str]) -> str:
+    """Any document that is not ``taken``; the first document when every one is."""
+    return next((d for d in docs if d not in taken), docs[0])
 
 
 def column_prompts(model: Any, columns: list[str]) -> dict[str, str] | None:
@@ -509,14 +515,19 @@ def _interpolate(
         return {"alpha": 1.0, "curve": {}, "points": cfg.wise_ft_points, "skipped": why}
     base = guide if guide is not None else load_model(model_dir, device="cpu")
     base_state = {k: v.detach() for k, v in base.state_dict().items()}
-    key = evaluator.primary_metric
-    tuned = trainer.state.best_metric if trainer.state.best_model_checkpoint else None
+
+    def score(model: Any) -> float:
+        metrics = evaluator(model)
+        return metrics[evaluator.primary_metric]  # named after the call: it holds the similarity
+
+    # a = 1 is scored here too, not taken from the trainer's validation: every point of the curve
+    # comes from the same evaluation (distributed validation batches differently, and a best
+    # checkpoint that failed to load would leave other weights than best_metric describes)
     return wise_ft.search(
         trainer.model,
         base_state,
-        lambda model: evaluator(model)[key],
+        score,
         cfg.wise_ft_points,
-        tuned_score=tuned,
         say=lambda line: print(line, flush=True),
     )
 

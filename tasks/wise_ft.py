@@ -29,8 +29,9 @@ def alphas(points: int) -> list[float]:
 
 
 def interpolate(base: dict[str, Any], tuned: dict[str, Any], alpha: float) -> dict[str, Any]:
-    """The state dict ``base + alpha x (tuned - base)`` for floating-point tensors; other entries
-    (integer buffers such as position ids) are the fine-tuned model's.
+    """The state dict ``base + alpha x (tuned - base)`` for floating-point tensors (computed in
+    float32, stored in the fine-tuned weights' dtype); other entries (integer buffers such as
+    position ids) are the fine-tuned model's.
 
     Both state dicts must have the same keys and shapes (the fine-tuned model is the base model
     trained further).
@@ -38,13 +39,16 @@ def interpolate(base: dict[str, Any], tuned: dict[str, Any], alpha: float) -> di
     if set(base) != set(tuned):
         missing = sorted(set(base) ^ set(tuned))[:3]
         raise ValueError(f"the models' weights differ in names (e.g. {missing})")
+    import torch
+
     out = {}
     for name, value in tuned.items():
         start = base[name]
         if value.is_floating_point():
             if start.shape != value.shape:
                 raise ValueError(f"weight {name} has shape {start.shape} vs {value.shape}")
-            out[name] = start.to(value.device, value.dtype).lerp(value, alpha)
+            mixed = start.to(value.device, torch.float32).lerp(value.float(), alpha)
+            out[name] = mixed.to(value.dtype)
         else:
             out[name] = value
     return out

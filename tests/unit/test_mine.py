@@ -167,3 +167,19 @@ def test_a_pool_where_nothing_passes_the_filters_trains_without_mined_negatives(
     assert "no document of the pool" in summary["reason"] and "mining_margin" in summary["reason"]
     _, negatives = training_rows(cfg, run_dir)
     assert negatives == {"source": "none", "per_pair": 0}
+
+
+def test_the_cache_matches_picks_to_rows_in_their_order(tmp_path, tiny_model_dir):
+    """The same pairs in another order are other rows at each position: no cache hit, so no row
+    gets another row's negatives (which could be its own positive)."""
+    rows = make_pairs(n_docs=60)
+    cfg, run_dir = _prepared(tmp_path, tiny_model_dir, rows=rows)
+    assert mine(cfg, run_dir)["cached"] is False
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    data = write_jsonl(shuffled / "pairs.jsonl", list(reversed(rows)))
+    other = _config(data, tiny_model_dir)
+    prepare(other, shuffled / "run")
+    assert mine(other, shuffled / "run")["cached"] is False
+    for row in read_jsonl(shuffled / "run" / "negatives" / "train.jsonl"):
+        assert row["document"] not in row["negatives"]
