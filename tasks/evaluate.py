@@ -77,6 +77,8 @@ class MatryoshkaIREvaluator:
         self.similarity_fn_name = "cosine"
         self._similarity: Any = None
         self.last_timing: dict[str, float] = {}
+        #: NDCG@10 of every query at every dim, from the last :meth:`compute` (paired tests)
+        self.per_query_ndcg: dict[int, list[float]] = {}
 
     # sentence-transformers evaluator protocol (used by the trainer for checkpoint selection)
     @property
@@ -120,6 +122,7 @@ class MatryoshkaIREvaluator:
 
         full = query_emb.shape[1]
         results = {}
+        self.per_query_ndcg = {}
         for dim in self.dims:
             if dim > full:
                 raise ValueError(f"dim {dim} exceeds the model's embedding size {full}")
@@ -130,6 +133,7 @@ class MatryoshkaIREvaluator:
             else:
                 score = self._similarity
             results[dim] = self._metrics(self._rank(q, c, score=score))
+            self.per_query_ndcg[dim] = self._last_ndcg
         return results
 
     def _rank(self, q: Any, c: Any, chunk: int = 1024, score: Any = None) -> list[list[int]]:
@@ -168,6 +172,7 @@ class MatryoshkaIREvaluator:
     def _metrics(self, ranked: list[list[int]]) -> dict[str, float]:
         n = len(self.query_ids)
         sums: dict[str, float] = {}
+        self._last_ndcg: list[float] = []
 
         def add(key: str, value: float) -> None:
             sums[key] = sums.get(key, 0.0) + value
@@ -188,6 +193,8 @@ class MatryoshkaIREvaluator:
                 dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits[:k]))
                 idcg = sum(1.0 / math.log2(r + 2) for r in range(min(len(relevant), k)))
                 add(f"ndcg@{k}", dcg / idcg)
+                if k == 10:
+                    self._last_ndcg.append(dcg / idcg)
             for k in MAP_AT_K:
                 correct, precision_sum = 0, 0.0
                 for r, h in enumerate(hits[:k]):
@@ -245,6 +252,7 @@ def as_trainer_evaluator(evaluator: MatryoshkaIREvaluator) -> Any:
             )
             return metrics
 
+    _TrainerEvaluator.inner = evaluator  # per-query figures of the last call
     return _TrainerEvaluator()
 
 

@@ -516,9 +516,9 @@ def _interpolate(
     base = guide if guide is not None else load_model(model_dir, device="cpu")
     base_state = {k: v.detach() for k, v in base.state_dict().items()}
 
-    def score(model: Any) -> float:
-        metrics = evaluator(model)
-        return metrics[evaluator.primary_metric]  # named after the call: it holds the similarity
+    def score(model: Any) -> list[float]:
+        evaluator(model)
+        return evaluator.inner.per_query_ndcg[cfg.best_metric_dim]
 
     # a = 1 is scored here too, not taken from the trainer's validation: every point of the curve
     # comes from the same evaluation (distributed validation batches differently, and a best

@@ -82,6 +82,28 @@ def test_trainer_protocol_names_metrics_per_dim(tiny_model_dir):
     assert "val_dim_32_cosine_ndcg@10" in flat and "val_dim_64_cosine_recall@5" in flat
 
 
+def test_per_query_ndcg_averages_to_the_metric_and_the_trainer_wrapper_names_its_similarity(
+    tiny_model_dir,
+):
+    from tasks.evaluate import as_trainer_evaluator
+
+    model = load_model(tiny_model_dir, device="cpu")
+    rset = build_retrieval_set(make_pairs(n_docs=10), [])
+    inner = MatryoshkaIREvaluator(
+        rset["queries"], rset["corpus"], rset["relevant_docs"], [64, 32], name="val", main_dim=32
+    )
+    results = inner.compute(model)
+    for dim in (64, 32):
+        per_query = inner.per_query_ndcg[dim]
+        assert len(per_query) == len(inner.queries)
+        assert sum(per_query) / len(per_query) == pytest.approx(results[dim]["ndcg@10"])
+    model.similarity_fn_name = "dot"  # the metric names follow the model's similarity
+    wrapper = as_trainer_evaluator(inner)
+    flat = wrapper(model)
+    assert wrapper.primary_metric == "val_dim_32_dot_ndcg@10" and wrapper.primary_metric in flat
+    assert wrapper.inner is inner
+
+
 def test_evaluate_model_caches_by_model_and_eval_fingerprint(tmp_path, tiny_model_dir):
     rset = build_retrieval_set(make_pairs(n_docs=12), [])
     eval_file = write_json(tmp_path / "eval.json", rset)
