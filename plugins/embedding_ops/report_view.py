@@ -387,6 +387,14 @@ def _run_facts(run_dir: Path) -> str:
         device = (train.get("hardware") or {}).get("device_name")
         text += f" on {device}" if device else ""
         items.append(("training", esc(text)))
+        negatives = train.get("negatives") or {}
+        if negatives.get("per_pair"):
+            items.append(
+                ("negatives", esc(f"{negatives['per_pair']} per pair, {negatives['source']}"))
+            )
+        alpha = (train.get("wise_ft") or {}).get("alpha")
+        if _is_number(alpha) and alpha < 1:
+            items.append(("weights", esc(f"base + {alpha:g} x (fine-tuned - base)")))
     if published.get("url"):
         items.append(("published", _link(published["url"], published["url"], external=True)))
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"

@@ -192,10 +192,11 @@ class Browser:
     def type_into(self, element: Any, text: str, *, exact: bool = True, tries: int = 3) -> None:
         """Replace an input's content as a user would: select all, type, leave the field.
 
-        A busy page can drop a keystroke while it re-renders, as it could for a user who would
-        then see it and type again: with ``exact`` the field is typed again (``tries`` times in
-        all) until it holds ``text``. ``exact=False`` leaves the field as the page made it (a
-        number box that keeps to its bounds, say).
+        A busy page re-renders the form on every keystroke and can drop one; a user types at the
+        speed the page keeps up with and sees a dropped letter. With ``exact`` each character is
+        typed once the field shows the ones before it, and the field is typed again (``tries``
+        times in all) if it still does not hold ``text``. ``exact=False`` types in one go and
+        leaves the field as the page made it (a number box that keeps to its bounds, say).
         """
         from selenium.webdriver.common.keys import Keys
 
@@ -203,14 +204,30 @@ class Browser:
             self.click(element)
             element.send_keys(Keys.CONTROL, "a")
             element.send_keys(Keys.DELETE)
-            if text:
-                element.send_keys(text)
-            element.send_keys(Keys.TAB)
+            if not exact:
+                element.send_keys(text, Keys.TAB)
+                return
+            try:
+                self._type_keeping_up(element, text)
+            except AssertionError:
+                pass  # a keystroke was lost: start the field again
             value = element.get_attribute("value")
-            if not exact or value == text:
+            if value == text:
+                element.send_keys(Keys.TAB)
                 return
             if attempt == tries:
                 raise AssertionError(f"typed {text!r} {tries} times, the field holds {value!r}")
+
+    def _type_keeping_up(self, element: Any, text: str) -> None:
+        """Type ``text`` one character at a time, each once the field shows those before it."""
+        for i, char in enumerate(text):
+            element.send_keys(char)
+            typed = text[: i + 1]
+            self.wait(
+                f"the field to show {typed!r}",
+                lambda typed=typed: element.get_attribute("value") == typed,
+                timeout=5,
+            )
 
     def text(self) -> str:
         return self.find("body").text

