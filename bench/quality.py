@@ -52,7 +52,7 @@ PIECES: dict[str, dict[str, Any]] = {
     "mining": {"mine_negatives": "never"},
     "gist": {"loss": "mnrl"},
     "wise_ft": {"wise_ft_points": 1},
-    "schedule": {"min_steps": 0},
+    "schedule": {"min_steps": 0, "lr_reference_steps": 0},
 }
 #: A hand-written recipe: none of the pieces, and the training settings written out (so the
 #: anchors stay what they are when our defaults change).

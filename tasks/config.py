@@ -278,10 +278,21 @@ class RunConfig:
     learning_rate: float = _opt(
         2e-5,
         "Learning rate",
-        "Peak learning rate.",
+        "Peak learning rate of a schedule of lr_reference_steps optimizer steps or more; shorter "
+        "schedules (small data) train faster, see lr_reference_steps.",
         "Training",
         exclusive_minimum=0.0,
         maximum=1.0,
+    )
+    lr_reference_steps: int = _opt(
+        0,
+        "Learning-rate reference steps",
+        "A schedule of fewer optimizer steps than this trains at learning_rate x "
+        "sqrt(lr_reference_steps / steps), at most 4x learning_rate, so a few hundred pairs move "
+        "the model as far as a larger data set; 0 = always learning_rate.",
+        "Training",
+        minimum=0,
+        maximum=1000000,
     )
     warmup_ratio: float = _opt(
         0.1,

@@ -182,9 +182,7 @@ def _allowed_top(
         allowed[torch.tensor(sorted(known), dtype=torch.long, device=scores.device)] = -torch.inf
     k = min(allowed.shape[0], settings.range_min + settings.num_negatives)
     top = torch.topk(allowed, k)
-    return [
-        (i, v) for i, v in zip(top.indices.tolist(), top.values.tolist()) if v != -float("inf")
-    ]
+    return [(i, v) for i, v in zip(top.indices.tolist(), top.values.tolist()) if v != -float("inf")]
 
 
 def _ceiling(positive_score: float, settings: MiningSettings) -> float:

@@ -115,6 +115,8 @@ def training_choices(train_summary: dict[str, Any]) -> list[MetricPoint]:
     if schedule:
         points += [("train_epochs", float(schedule["epochs"]), 0)]
         points += [("train_planned_steps", float(schedule["total_steps"]), 0)]
+        if schedule.get("learning_rate"):
+            points += [("train_learning_rate", float(schedule["learning_rate"]), 0)]
     negatives = train_summary.get("negatives") or {}
     if "per_pair" in negatives:
         points.append(("negatives_per_pair", float(negatives["per_pair"]), 0))

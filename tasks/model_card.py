@@ -337,9 +337,9 @@ def training_lines(
         f"- loss: `MatryoshkaLoss({facts.loss})` over dims {facts.dims}"
         + negatives_phrase(train_summary),
         f"- epochs {_epochs(cfg, train_summary)}, batch size {cfg.batch_size} (gradient "
-        f"accumulation {cfg.gradient_accumulation_steps}), learning rate {cfg.learning_rate}, "
-        f"warmup ratio {cfg.warmup_ratio}, {cfg.lr_scheduler} schedule, {cfg.batch_sampler} "
-        f"batches, seed {cfg.seed}"
+        f"accumulation {cfg.gradient_accumulation_steps}), learning rate "
+        f"{_learning_rate(cfg, train_summary)}, warmup ratio {cfg.warmup_ratio}, "
+        f"{cfg.lr_scheduler} schedule, {cfg.batch_sampler} batches, seed {cfg.seed}"
         + (f", max sequence length {cfg.max_seq_length}" if cfg.max_seq_length else ""),
     ]
     if train_summary:
@@ -373,6 +373,13 @@ def interpolation_phrase(train_summary: dict[str, Any]) -> str:
         f", then mixed with the base model's weights (base + {float(alpha):g} x (fine-tuned - "
         f"base), chosen on the validation split)"
     )
+
+
+def _learning_rate(cfg: RunConfig, train_summary: dict[str, Any] | None) -> str:
+    used = ((train_summary or {}).get("schedule") or {}).get("learning_rate")
+    if used and used != cfg.learning_rate:
+        return f"{used:g} ({cfg.learning_rate:g} scaled up for {cfg.lr_reference_steps} steps)"
+    return f"{cfg.learning_rate:g}"
 
 
 def _epochs(cfg: RunConfig, train_summary: dict[str, Any] | None) -> str:

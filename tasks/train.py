@@ -133,7 +133,7 @@ def training_arguments(
         per_device_train_batch_size=per_process_batch,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
+        learning_rate=schedule.learning_rate or cfg.learning_rate,
         warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type=cfg.lr_scheduler,
         batch_sampler=BatchSamplers(cfg.batch_sampler),
@@ -179,7 +179,13 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     say = print if this_rank == 0 else _quiet
     rows, negatives = training_rows(cfg, run_dir, mine_first=processes == 1)
     schedule = plan_schedule(
-        len(rows), cfg.batch_size, cfg.gradient_accumulation_steps, cfg.epochs, cfg.min_steps
+        len(rows),
+        cfg.batch_size,
+        cfg.gradient_accumulation_steps,
+        cfg.epochs,
+        cfg.min_steps,
+        cfg.learning_rate,
+        cfg.lr_reference_steps,
     )
     device, flags = _device_and_precision(cfg, processes)
     model_dir, base_fp = prepared_base_model(manifest, cfg.base_model)
@@ -205,8 +211,8 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     say(
         f"train: {len(rows)} pairs, {negatives['per_pair']} negative(s) each "
         f"({negatives['source']}), MatryoshkaLoss({type(loss.loss).__name__}) dims "
-        f"{cfg.matryoshka_dims}, {schedule.reason}, device {device}, precision {flags}"
-        + (f"; resuming from {resume}" if resume else ""),
+        f"{cfg.matryoshka_dims}, {schedule.reason}, {schedule.lr_reason}, device {device}, "
+        f"precision {flags}" + (f"; resuming from {resume}" if resume else ""),
         flush=True,
     )
     result, wall = _fit(trainer, resume, cfg)

@@ -144,13 +144,14 @@ def test_the_trains_choices_are_metrics_and_the_interpolation_a_curve():
     from tasks.mlflow_record import training_choices
 
     summary = {
-        "schedule": {"epochs": 12, "total_steps": 120},
+        "schedule": {"epochs": 12, "total_steps": 120, "learning_rate": 6e-5},
         "negatives": {"source": "mined with the base model", "per_pair": 2},
         "wise_ft": {"alpha": 0.75, "curve": {"1.0": 0.61, "0.25": 0.5, "0.75": 0.63, "0.5": 0.6}},
     }
     assert training_choices(summary) == [
         ("train_epochs", 12.0, 0),
         ("train_planned_steps", 120.0, 0),
+        ("train_learning_rate", 6e-5, 0),
         ("negatives_per_pair", 2.0, 0),
         ("wise_ft_alpha", 0.75, 0),
         ("wise_ft_val_ndcg_at_10", 0.5, 25),

@@ -230,3 +230,10 @@ def test_the_card_says_how_the_negatives_interpolation_and_epochs_were_chosen():
         _epochs(cfg, {"schedule": {"epochs": 12}}) == "12 (min_steps 120 on this data; 3 asked for)"
     )
     assert _epochs(cfg, {"schedule": {"epochs": 3}}) == _epochs(cfg, None) == "3"
+    from tasks.model_card import _learning_rate
+
+    cfg = RunConfig(data_path="x", learning_rate=2e-5, lr_reference_steps=300)
+    assert _learning_rate(cfg, {"schedule": {"learning_rate": 5e-5}}) == (
+        "5e-05 (2e-05 scaled up for 300 steps)"
+    )
+    assert _learning_rate(cfg, None) == "2e-05"

@@ -38,3 +38,17 @@ def test_tiny_data_is_capped_at_a_multiple_of_the_epochs_asked_for():
 
 def test_min_steps_0_is_exactly_the_epochs_asked_for():
     assert plan_schedule(40, 32, 1, epochs=2, min_steps=0).epochs == 2
+
+
+def test_a_short_schedule_trains_at_a_higher_learning_rate():
+    from tasks.schedule import MAX_LR_FACTOR, scaled_learning_rate
+
+    # 270 reference steps, 30 planned: sqrt(9) = 3x
+    s = plan_schedule(300, 32, 1, 3, 0, learning_rate=2e-5, lr_reference_steps=270)
+    assert s.total_steps == 30 and s.learning_rate == pytest.approx(6e-5)
+    assert "fewer than lr_reference_steps=270" in s.lr_reason
+    assert scaled_learning_rate(2e-5, 1, 10_000)[0] == pytest.approx(2e-5 * MAX_LR_FACTOR)
+    assert "at most 4x" in scaled_learning_rate(2e-5, 1, 10_000)[1]
+    # at or above the reference, and with the rule off: the configured rate
+    assert scaled_learning_rate(2e-5, 300, 270) == (2e-5, "learning rate 2e-05 as configured")
+    assert scaled_learning_rate(2e-5, 10, 0)[0] == 2e-5
