@@ -377,6 +377,16 @@ class RunConfig:
         minimum=0,
         maximum=1000,
     )
+    mining_max_positive_rank: int = _opt(
+        0,
+        "Mine only where the base model finds the positive",
+        "Mine negatives only for pairs whose positive the base model ranks within this many "
+        "documents of the pool (where it cannot find the positive, its near misses are as likely "
+        "unlabeled matches); those pairs train with a random document. 0 = every pair.",
+        "Negatives",
+        minimum=0,
+        maximum=100000,
+    )
     wise_ft_points: int = _opt(
         4,
         "Weight interpolation points",

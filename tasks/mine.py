@@ -56,6 +56,7 @@ def mining_settings(cfg: RunConfig) -> MiningSettings:
         num_negatives=cfg.num_negatives,
         margin=cfg.mining_margin,
         range_min=cfg.mining_range_min,
+        max_positive_rank=cfg.mining_max_positive_rank,
     )
 
 

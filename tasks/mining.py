@@ -9,11 +9,14 @@ the candidate pool that the base model scores high for the pair's query but that
   score less a relative margin (NV-Retriever's "TopK-PercPos"), so an unlabeled true match,
   which the base model scores like the positive, is not pushed away.
 
-Of the candidates that pass those rules, the ``range_min`` best-scoring ones are skipped (the very
-top is where unlabeled matches hide) and the next ``num_negatives`` are taken: the hardest
-negatives the rules allow. Scoring runs over the pool in chunks of queries and keeps only each
-query's top candidates, so memory stays bounded by ``chunk x pool`` scores whatever the data size;
-a query whose top candidates are mostly rejected is ranked again in full.
+With ``max_positive_rank``, only pairs whose positive the base model itself ranks within that many
+documents get negatives: where the base model cannot find the positive, the documents it scores just
+below it are as likely unlabeled matches as negatives (seen on data from a domain the base model
+knows little of). Of the candidates that pass those rules, the ``range_min`` best-scoring ones are
+skipped (the very top is where unlabeled matches hide) and the next ``num_negatives`` are taken: the
+hardest negatives the rules allow. Scoring runs over the pool in chunks of queries and keeps only
+each query's top candidates, so memory stays bounded by ``chunk x pool`` scores whatever the data
+size; a query whose top candidates are mostly rejected is ranked again in full.
 
 Pure: the functions take embeddings (torch tensors) and ids and return indices; loading models
 and files is the ``mine`` step's work (:mod:`tasks.mine`).
@@ -48,6 +51,10 @@ class MiningSettings:
     margin: float = 0.05
     #: candidates that pass the rules and are skipped before picking (the hardest ones)
     range_min: int = 0
+    #: mine only for pairs whose positive the base model ranks within this many documents of the
+    #: pool (0 = every pair): where it cannot find the positive, its scores cannot tell a hard
+    #: negative from an unlabeled match
+    max_positive_rank: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +117,12 @@ def mine_negatives(
             known_q = positives.get(q, set())
             for i in by_query[q]:
                 positive_score = float(scores[j, rows[i].positive])
+                if settings.max_positive_rank and (
+                    _rank_of(scores[j], positive_score, known_q) >= settings.max_positive_rank
+                ):
+                    counts["positive_not_found"] += 1
+                    pos_scores.append(positive_score)
+                    continue
                 chosen, why = _pick(ranked, positive_score, known_q, settings)
                 if len(chosen) < want and k < pool:
                     # the top candidates were mostly rejected: the rule over the whole pool
@@ -132,6 +145,7 @@ def mine_negatives(
         "rejected_known_positive": counts["positive"],
         "rejected_by_margin": counts["margin"],
         "rows_ranked_in_full": counts["full_ranking"],
+        "rows_skipped_positive_not_found": counts["positive_not_found"],
         "mean_positive_score": _mean(pos_scores),
         "mean_negative_score": _mean(neg_scores),
     }
@@ -167,6 +181,12 @@ def _pick(
         if len(chosen) == settings.num_negatives:
             break
     return chosen, why
+
+
+def _rank_of(scores: Any, positive_score: float, known: set[int]) -> int:
+    """How many documents of the pool, known positives aside, score above the positive."""
+    above = int((scores > positive_score).sum())
+    return above - sum(1 for k in known if float(scores[k]) > positive_score)
 
 
 def _allowed_top(

@@ -69,7 +69,12 @@ def test_mined_negatives_come_from_training_and_corpus_documents_only(tmp_path, 
     summary = mine(cfg, run_dir)
     assert summary["mined"] is True and summary["negatives"] > 0
     manifest = read_json(run_dir / "negatives" / "manifest.json")
-    assert manifest["settings"] == {"num_negatives": 2, "margin": 0.0, "range_min": 0}
+    assert manifest["settings"] == {
+        "num_negatives": 2,
+        "margin": 0.0,
+        "range_min": 0,
+        "max_positive_rank": 0,
+    }
     assert manifest["counts"]["rows"] == len(read_jsonl(run_dir / "data" / "train.jsonl"))
     held_out = {
         r["document"]

@@ -112,3 +112,18 @@ def test_chunked_scoring_gives_the_same_picks(monkeypatch):
     chunked, _ = mine_negatives(queries, docs, rows, positives, settings)
     assert chunked == whole
     assert all(len(p) == 3 and q not in p for q, p in enumerate(whole))
+
+
+def test_pairs_whose_positive_the_base_model_cannot_find_get_no_mined_negative():
+    query, docs = _pool()
+    settings = MiningSettings(num_negatives=1, margin=0.05, max_positive_rank=2)
+    # positive doc 1 (.99): only doc 0 scores above it, rank 1 < 2: mined
+    # positive doc 4 (.7): docs 0-3 score above it, rank 4: skipped
+    rows = [MiningRow(0, 1), MiningRow(0, 4)]
+    picked, stats = mine_negatives(query, docs, rows, {0: {1, 4}}, settings)
+    assert picked == [[2], []]
+    assert stats["rows_skipped_positive_not_found"] == 1
+    assert stats["rows_with_fewer_than_asked"] == 0  # a skipped row is not a short one
+    # known positives above the positive do not count against it
+    picked, _ = mine_negatives(query, docs, [MiningRow(0, 4)], {0: {0, 1, 2, 4}}, settings)
+    assert picked == [[5]]  # only doc 3 counts above it: rank 1
