@@ -8,7 +8,9 @@ on the same data, split and evaluator, so only the training settings differ:
 - ``ours-no-<piece>``: the defaults with one piece turned off (the ablation), for each piece the
   defaults turn on: ``mining`` (hard negatives mined with the base model), ``gist`` (the
   false-negative-aware loss), ``wise_ft`` (weight interpolation with the base model), ``schedule``
-  (more epochs for small data);
+  (the learning rate and epochs chosen from the data size);
+- ``ours-pairs`` / ``ours-pairs-no-mining``: the defaults on the pairs alone, without the data's
+  own negatives (as plain pairs and annotations come), with and without mined negatives;
 - the anchors, with none of those pieces: ``seed`` (the recipe the project started from: batch 4,
   gradient accumulation 16, 3 epochs, the data's negatives), ``phil-1`` / ``phil-4`` (Phil
   Schmid's "Fine-tune Embedding models for RAG": (anchor, positive) pairs, batch 32, gradient
@@ -66,6 +68,12 @@ PLAIN = {
     "epochs": 3,
 }
 PAIRS_ONLY = {"use_negatives": False}
+#: Our defaults on the pairs alone, as users with plain pairs or annotations have them (the shared
+#: sets bring negatives, which mining leaves alone): with and without mining.
+PAIRS_ARMS: dict[str, dict[str, Any]] = {
+    "ours-pairs": {**PAIRS_ONLY},
+    "ours-pairs-no-mining": {**PAIRS_ONLY, **PIECES["mining"]},
+}
 ANCHOR_ARMS: dict[str, dict[str, Any]] = {
     "seed": {**PLAIN, "batch_size": 4, "gradient_accumulation_steps": 16},
     "phil-1": {**PLAIN, **PAIRS_ONLY, "gradient_accumulation_steps": 16, "epochs": 1},
@@ -82,6 +90,8 @@ LABELS = {
     "notebook-1": "notebook (MNRL, batch 32, pairs), 1 epoch",
     "notebook-4": "notebook (MNRL, batch 32, pairs), 4 epochs",
     **{f"ours-no-{p}": f"ours without {p.replace('_', '-')}" for p in PIECES},
+    "ours-pairs": "ours on the pairs alone (mined negatives)",
+    "ours-pairs-no-mining": "ours on the pairs alone, without mining",
 }
 METRICS = ("ndcg@10", "recall@10")
 
@@ -93,9 +103,10 @@ def arms() -> dict[str, dict[str, Any]]:
     defaults = RunConfig().to_dict()
     out: dict[str, dict[str, Any]] = {"ours": {}}
     for piece, off in PIECES.items():
-        if any(defaults[k] != v for k, v in off.items()):
+        # mining leaves data with its own negatives alone: its ablation is the pairs arms'
+        if piece != "mining" and any(defaults[k] != v for k, v in off.items()):
             out[f"ours-no-{piece}"] = off
-    return {**out, **ANCHOR_ARMS}
+    return {**out, **PAIRS_ARMS, **ANCHOR_ARMS}
 
 
 def chosen_arms(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -285,7 +285,7 @@ class RunConfig:
         maximum=1.0,
     )
     lr_reference_steps: int = _opt(
-        0,
+        300,
         "Learning-rate reference steps",
         "A schedule of fewer optimizer steps than this trains at learning_rate x "
         "sqrt(lr_reference_steps / steps), at most 4x learning_rate, so a few hundred pairs move "
@@ -378,7 +378,7 @@ class RunConfig:
         maximum=1000,
     )
     mining_max_positive_rank: int = _opt(
-        0,
+        10,
         "Mine only where the base model finds the positive",
         "Mine negatives only for pairs whose positive the base model ranks within this many "
         "documents of the pool (where it cannot find the positive, its near misses are as likely "
@@ -388,11 +388,11 @@ class RunConfig:
         maximum=100000,
     )
     wise_ft_points: int = _opt(
-        4,
+        1,
         "Weight interpolation points",
         "WiSE-FT: after training, score base + a x (fine-tuned - base) on the validation split "
-        "for a = 1/n, 2/n, ..., 1 and keep the best (never one val scores below a = 1); "
-        "1 = keep the fine-tuned weights.",
+        "for a = 1/n, 2/n, ..., 1 and keep a mix only when it beats a = 1 in a paired test over "
+        "the validation queries; 1 = off (the default: no gain measured, see docs/benchmarks.md).",
         "Training",
         minimum=1,
         maximum=20,

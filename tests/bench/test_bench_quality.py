@@ -51,7 +51,10 @@ def test_the_arms_are_ours_its_ablations_and_the_anchors():
     defaults = RunConfig().to_dict()
     for piece, off in PIECES.items():
         on = any(defaults[k] != v for k, v in off.items())
-        assert (f"ours-no-{piece}" in all_arms) == on, piece
+        assert (f"ours-no-{piece}" in all_arms) == (on and piece != "mining"), piece
+    # mining on the pairs alone, with and without it
+    assert all_arms["ours-pairs"] == {"use_negatives": False}
+    assert all_arms["ours-pairs-no-mining"] == {"use_negatives": False, **PIECES["mining"]}
     for name, settings in ANCHOR_ARMS.items():
         assert name in all_arms
         # a hand-written recipe has none of our pieces, whatever the defaults are
