@@ -232,13 +232,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def merge(paths: list[str]) -> dict[str, Any]:
     """One result from the JSON files of runs with different seeds; they must share the model,
-    arms, extra settings and data sets. The base model is evaluated once per data set."""
+    extra settings and data sets, and an arm they share must have the same settings (a later run
+    may run fewer arms: each arm's figures are over the seeds it ran). The base model is evaluated
+    once per data set."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     first = json.loads(json.dumps(parts[0]))
     for path, part in zip(paths[1:], parts[1:]):
-        for key in ("model", "arms", "extra", "max_train_pairs"):
+        for key in ("model", "extra", "max_train_pairs"):
             if part.get(key) != first.get(key):
                 raise SystemExit(f"{path} differs from {paths[0]} in {key}: cannot merge")
+        for arm, settings in part["arms"].items():
+            if first["arms"].setdefault(arm, settings) != settings:
+                raise SystemExit(f"{path} differs from {paths[0]} in arm {arm}: cannot merge")
         if set(part["datasets"]) != set(first["datasets"]):
             raise SystemExit(f"{path} differs from {paths[0]} in its data sets: cannot merge")
     seeds = [s for part in parts for s in part["seeds"]]
@@ -247,7 +252,7 @@ def merge(paths: list[str]) -> dict[str, Any]:
     for part in parts[1:]:
         for name, ds in part["datasets"].items():
             for arm, runs in ds["runs"].items():
-                first["datasets"][name]["runs"][arm].extend(runs)
+                first["datasets"][name]["runs"].setdefault(arm, []).extend(runs)
     first["seeds"] = seeds
     first["merged"] = f"{len(parts)} runs of separate seeds, merged"
     return first

@@ -176,6 +176,17 @@ def test_merge_combines_the_seeds_of_separate_runs(tmp_path):
     assert "| ours (defaults) | 0.3200 ± 0.0200 (+0.120)" in markdown(result, LABELS)
     with pytest.raises(SystemExit, match="repeat"):
         merge([paths[0], paths[0]])
+    # a later seed may run fewer arms; an arm's settings must not differ
+    fewer = _result(44, 0.36)
+    del fewer["arms"]["phil-4"], fewer["datasets"]["set"]["runs"]["phil-4"]
+    (tmp_path / "fewer.json").write_text(json.dumps(fewer))
+    three = summarize(merge([*paths, str(tmp_path / "fewer.json")]))["set"]["metrics"]
+    assert three["ours"]["ndcg@10"]["64"]["n"] == 3 and three["phil-4"]["ndcg@10"]["64"]["n"] == 2
+    changed = _result(44, 0.3)
+    changed["arms"]["ours"] = {"epochs": 9}
+    (tmp_path / "changed.json").write_text(json.dumps(changed))
+    with pytest.raises(SystemExit, match="in arm ours"):
+        merge([paths[0], str(tmp_path / "changed.json")])
     other = _result(44, 0.3) | {"model": "another"}
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="differs .* in model"):
