@@ -21,7 +21,7 @@ def test_quality_benchmark_small(tmp_path, tiny_model_dir):
             "--model",
             str(tiny_model_dir),
             "--arms",
-            "ours,ours-no-mining,notebook-1",
+            "ours,ours-pairs-no-mining,notebook-1",
             "--extra",
             json.dumps(extra),
             "--work",
@@ -31,7 +31,7 @@ def test_quality_benchmark_small(tmp_path, tiny_model_dir):
         ]
     )
     demo = result["datasets"]["demo"]
-    assert set(demo["runs"]) == {"ours", "ours-no-mining", "notebook-1"}
+    assert set(demo["runs"]) == {"ours", "ours-pairs-no-mining", "notebook-1"}
     for runs in demo["runs"].values():
         (run,) = runs
         assert set(run["metrics"]) == {"ndcg@10", "recall@10"}
