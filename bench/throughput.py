@@ -593,6 +593,7 @@ def base_config(model: str, sizes: dict[str, Any]) -> dict[str, Any]:
         "use_negatives": False,
         "mine_negatives": "never",
         "wise_ft_points": 1,
+        "lr_reference_steps": 0,  # the plain script trains at the configured rate
         "seed": 42,
         "force": True,
     }

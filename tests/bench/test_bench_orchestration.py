@@ -234,6 +234,7 @@ def test_the_run_conf_and_the_warm_up_conf():
         "data_path": "/d/pairs.jsonl",
         "base_model": "tiny",
         "use_negatives": False,
+        "mine_negatives": "never",
         "epochs": 3,
         "force": False,  # so the second run of the same conf is the no-op night
         "matryoshka_dims": [64, 32],

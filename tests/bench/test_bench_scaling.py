@@ -146,6 +146,7 @@ def test_a_sizes_folder_config_and_training_pairs():
         "data_path": "/w/pairs.jsonl",
         "base_model": "tiny",
         "use_negatives": False,
+        "mine_negatives": "never",
         "batch_size": 8,
         "epochs": 1,
         "seed": 3,

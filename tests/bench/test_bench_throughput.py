@@ -147,6 +147,12 @@ def test_the_plain_script_gets_our_settings():
     base = base_config("some-model", SMALL)
     assert base["base_model"] == "some-model" and base["matryoshka_dims"] == [64, 32]
     assert (base["batch_size"], base["seed"], base["use_negatives"]) == (16, 42, False)
+    # what the plain script does not do: mine, interpolate, raise the rate of a short schedule
+    assert (base["mine_negatives"], base["wise_ft_points"], base["lr_reference_steps"]) == (
+        "never",
+        1,
+        0,
+    )
     cfg = RunConfig.from_mapping({**base, "data_path": "pairs.jsonl"})
     settings = plain_settings(cfg, SMALL)
     assert settings["dims"] == [64, 32] and settings["best_metric_dim"] == 32
