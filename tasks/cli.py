@@ -82,7 +82,8 @@ def _run_step(args: argparse.Namespace) -> dict[str, Any]:
         if processes > 1:
             # data parallel: re-run this command under torchrun; the summary is rank 0's
             per_process_batch_size(cfg.batch_size, processes)  # fail before starting processes
-            _mine_in_own_process(args.argv)  # once, before them, and no GPU memory kept here
+            if (run_dir / "data" / "manifest.json").exists():  # else the ranks say what is missing
+                _mine_in_own_process(args.argv)  # once, before them; no GPU memory kept here
             return run_training_processes(args.argv, processes)
         from tasks.train import train
 
