@@ -27,12 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.common import machine_info, update_docs
+from bench.orchestration import TASKS
 
-from bench.common import machine_info, update_docs  # noqa: E402
-from bench.orchestration import TASKS  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TEST = "tests/deploy/test_docker_runner_e2e.py::test_docker_runner_matches_the_local_runner"
 STEPS = tuple(TASKS)
