@@ -73,6 +73,27 @@ ANNOTATION_MIN_RESPONSES = 60
 ANNOTATION_POLL_INTERVAL = 2
 
 
+def _serve(stack, what: str):
+    """Starts ``stack`` (a service that cannot start is :func:`service_unavailable`), points its
+    ``mlflow_default`` connection at a SQLite store in the stack's folder, yields it, stops it."""
+    from support.airflow_stack import StackError
+
+    try:
+        stack.start()
+    except (StackError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(stack.logs())
+        stack.stop()
+        service_unavailable(what, str(exc).splitlines()[0][:300])
+    print(f"\n{what} up in {stack.startup_seconds:.1f}s at {stack.url} ({stack.root})")
+    try:
+        stack.mlflow_uri = f"sqlite:///{stack.root / 'mlflow' / 'mlflow.db'}"
+        (stack.root / "mlflow").mkdir(exist_ok=True)
+        stack.set_connection("mlflow_default", "mlflow", host=stack.mlflow_uri)
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture(scope="session")
 def airflow_stack(tmp_path_factory):
     """PostgreSQL + Airflow 3 (api-server, scheduler, triggerer, dag-processor) for the session.
@@ -88,7 +109,7 @@ def airflow_stack(tmp_path_factory):
         service_unavailable(
             "Airflow stack", "psycopg2 is not installed: pip install -r requirements-dev.txt"
         )
-    from support.airflow_stack import AirflowStack, StackError
+    from support.airflow_stack import AirflowStack
 
     root = tmp_path_factory.mktemp("airflow-stack")
     stack = AirflowStack(
@@ -100,20 +121,7 @@ def airflow_stack(tmp_path_factory):
             "EMBED_BASE_MODEL": DEMO_MODEL,
         },
     )
-    try:
-        stack.start()
-    except (StackError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(stack.logs())
-        stack.stop()
-        service_unavailable("Airflow stack", str(exc).splitlines()[0][:300])
-    print(f"\nAirflow stack up in {stack.startup_seconds:.1f}s at {stack.url} ({root})")
-    try:
-        stack.mlflow_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
-        (root / "mlflow").mkdir(exist_ok=True)
-        stack.set_connection("mlflow_default", "mlflow", host=stack.mlflow_uri)
-        yield stack
-    finally:
-        stack.stop()
+    yield from _serve(stack, "Airflow stack")
 
 
 @pytest.fixture
@@ -150,7 +158,7 @@ def celery_stack(tmp_path_factory):
         service_unavailable(
             "Airflow Celery stack", f"{exc.name} is not installed: pip install -r requirements.txt"
         )
-    from support.airflow_stack import AirflowStack, StackError
+    from support.airflow_stack import AirflowStack
 
     root = tmp_path_factory.mktemp("airflow-celery")
     stack = AirflowStack(
@@ -167,17 +175,4 @@ def celery_stack(tmp_path_factory):
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         },
     )
-    try:
-        stack.start()
-    except (StackError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(stack.logs())
-        stack.stop()
-        service_unavailable("Airflow Celery stack", str(exc).splitlines()[0][:300])
-    print(f"\nAirflow Celery stack up in {stack.startup_seconds:.1f}s at {stack.url} ({root})")
-    try:
-        stack.mlflow_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
-        (root / "mlflow").mkdir(exist_ok=True)
-        stack.set_connection("mlflow_default", "mlflow", host=stack.mlflow_uri)
-        yield stack
-    finally:
-        stack.stop()
+    yield from _serve(stack, "Airflow Celery stack")
