@@ -186,6 +186,8 @@ def test_a_gpu_worker_killed_during_train_is_replaced_and_training_resumes(
         if "without heartbeat" in line or ("train" in line and "heartbeat" in line.lower())
     ]
     print("kill test log lines:")
-    for line in [*failed_log[-1:], *detected[:3], *resumed[:1]]:
+    for line in [*failed_log[-1:], *detected[:3]]:
         print(f"  {line[:300]}")
+    start = max(0, resumed[0].index("resuming from") - 60)
+    print(f"  ...{resumed[0][start : start + 300]}")
     print(f"heartbeat timeout {CELERY_HEARTBEAT_TIMEOUT}s; resumed from {summary['resumed_from']}")
