@@ -439,10 +439,16 @@ class CpuMeter:
     """CPU seconds this machine spends while the meter runs: all of it (``/proc/stat``) and, by
     sampling ``/proc/<pid>/stat`` every ``interval`` s, how much went to each kind of process
     (:data:`CPU_KINDS`). A process that exits between two samples loses at most its last
-    ``interval`` s; "other" is the machine's total less the kinds. Linux only."""
+    ``interval`` s; "other" is the machine's total less the kinds. Linux only.
 
-    def __init__(self, interval: float = 0.5) -> None:
+    ``tree`` (a pid) limits the kinds to that process and its descendants, so work that runs beside
+    the measured one (another benchmark, a test suite) lands in "other", not in the steps' share.
+    """
+
+    def __init__(self, interval: float = 0.5, tree: int | None = None) -> None:
         self.interval = interval
+        self.tree = tree
+        self._parent: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._base: dict[int, int] = {}
@@ -465,15 +471,29 @@ class CpuMeter:
                 with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 ticks = int(fields[11]) + int(fields[12])
-                # read again every time: a forked process sets its own title after a while
+                self._parent[pid] = int(fields[1])
+                # read again every time: a forked process sets its own title after a while; but
+                # an exited, not yet reaped process (a zombie) has no command line any more, and
+                # keeps the kind it had while it ran
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-                self._kind[pid] = next((k for k, mark, _ in CPU_KINDS if mark in cmd), "other")
+                if cmd or pid not in self._kind:
+                    self._kind[pid] = next((k for k, m, _ in CPU_KINDS if m in cmd), "other")
             except (OSError, IndexError, ValueError):
                 continue
             if first:
                 self._base[pid] = ticks
             self._last[pid] = ticks
+
+    def _in_tree(self, pid: int) -> bool:
+        """Whether ``pid`` is ``self.tree`` or descends from it (always, without a tree)."""
+        seen: set[int] = set()
+        while self.tree is not None and pid != self.tree:
+            if pid in seen or pid not in self._parent:
+                return False
+            seen.add(pid)
+            pid = self._parent[pid]
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -492,7 +512,7 @@ class CpuMeter:
         wall, busy = time.time() - self._started, (self._busy_ticks() - self._busy0) / self._tick
         kinds = {kind: 0.0 for kind, _, _ in CPU_KINDS}
         for pid, ticks in self._last.items():
-            kind = self._kind.get(pid, "other")
+            kind = self._kind.get(pid, "other") if self._in_tree(pid) else "other"
             if kind in kinds:
                 kinds[kind] += (ticks - self._base.get(pid, 0)) / self._tick
         return {

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -215,14 +216,38 @@ def test_cpu_meter_tells_step_processes_apart():
     from bench.orchestration import CpuMeter
 
     spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
-    meter = CpuMeter(interval=0.2).start()
-    # a busy process named like a step (caught by its command line) and an idle one
-    subprocess.run(["bash", "-c", f"exec -a 'python -m tasks spin' {sys.executable} -c '{spin}'"])
+    step = f"exec -a 'python -m tasks spin' {sys.executable} -c '{spin}'"
+    # a busy step-named process outside this test's process tree (an orphan, as work beside a
+    # benchmark would be), spinning while the meter runs: with a tree, it is "other", not a step
+    subprocess.run(["bash", "-c", f"({step}) >/dev/null 2>&1 &"], check=True)
+    meter = CpuMeter(interval=0.2, tree=os.getpid()).start()
+    # a busy process named like a step (caught by its command line), left unreaped for a few
+    # samples after it exits (a zombie has no command line: it must stay a step), and an idle one
+    busy = subprocess.Popen(["bash", "-c", step])
+    while _state(busy.pid) != "Z":
+        time.sleep(0.05)
+    time.sleep(3 * meter.interval)
+    busy.wait()
     subprocess.run([sys.executable, "-c", "import time; time.sleep(0.5)"])
     cpu = meter.stop()
     assert cpu["wall_s"] >= 2.0
     assert 1.0 <= cpu["steps_s"] <= 1.7, cpu
-    assert cpu["busy_s"] >= cpu["steps_s"] - 0.05 and cpu["other_s"] >= 0
+    assert cpu["busy_s"] >= cpu["steps_s"] - 0.05
+    assert cpu["other_s"] >= 0.5, cpu  # the orphan spun there
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_cpu_meter_tree_is_a_process_and_its_descendants():
+    from bench.orchestration import CpuMeter
+
+    meter = CpuMeter(tree=10)
+    meter._parent = {10: 1, 11: 10, 12: 11, 20: 1, 21: 20, 30: 31, 31: 30}
+    assert [p for p in (10, 11, 12, 20, 21, 30, 99) if meter._in_tree(p)] == [10, 11, 12]
+    assert CpuMeter()._in_tree(99)  # no tree: every process counts
 
 
 def test_the_run_conf_and_the_warm_up_conf():
