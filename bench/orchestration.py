@@ -435,6 +435,13 @@ def airflow_default_env(options: tuple[tuple[str, str], ...]) -> dict[str, str]:
     }
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ..., utime at 11,
+    stime at 12): the name is cut at its last ``)``, since it may hold spaces and parentheses."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 class CpuMeter:
     """CPU seconds this machine spends while the meter runs: all of it (``/proc/stat``) and, by
     sampling ``/proc/<pid>/stat`` every ``interval`` s, how much went to each kind of process
@@ -468,8 +475,7 @@ class CpuMeter:
                 continue
             pid = int(name)
             try:
-                with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                fields = proc_stat(pid)
                 ticks = int(fields[11]) + int(fields[12])
                 self._parent[pid] = int(fields[1])
                 # read again every time: a forked process sets its own title after a while; but

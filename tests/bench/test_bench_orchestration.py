@@ -213,7 +213,7 @@ def test_markdown_states_targets():
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the CPU meter reads Linux's /proc")
 def test_cpu_meter_tells_step_processes_apart():
-    from bench.orchestration import CpuMeter
+    from bench.orchestration import CpuMeter, proc_stat
 
     spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
     step = f"exec -a 'python -m tasks spin' {sys.executable} -c '{spin}'"
@@ -224,7 +224,7 @@ def test_cpu_meter_tells_step_processes_apart():
     # a busy process named like a step (caught by its command line), left unreaped for a few
     # samples after it exits (a zombie has no command line: it must stay a step), and an idle one
     busy = subprocess.Popen(["bash", "-c", step])
-    while _state(busy.pid) != "Z":
+    while proc_stat(busy.pid)[0] != "Z":
         time.sleep(0.05)
     time.sleep(3 * meter.interval)
     busy.wait()
@@ -234,11 +234,6 @@ def test_cpu_meter_tells_step_processes_apart():
     assert 1.0 <= cpu["steps_s"] <= 1.7, cpu
     assert cpu["busy_s"] >= cpu["steps_s"] - 0.05
     assert cpu["other_s"] >= 0.5, cpu  # the orphan spun there
-
-
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def test_cpu_meter_tree_is_a_process_and_its_descendants():
