@@ -376,7 +376,7 @@ def test_task_and_cpu_lines():
         "|---|---:|---:|",
         "| the step processes (`python -m tasks <step>`) | 60.0 s | 1.20 |",
         "| Airflow: scheduler | 10.0 s | 0.20 |",
-        "| everything else (the benchmark's polling, the kernel, ...) | 5.0 s | 0.10 |",
+        "| everything else (polling, the kernel, other work on the machine) | 5.0 s | 0.10 |",
         "| **Airflow and its PostgreSQL, together** | **25.0 s** | **0.50** |",
         "| all, in 50 s | 90.0 s | 1.80 |",
         "| the steps in one Python process (mean of the arms above) | 55.0 s | |",
