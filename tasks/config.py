@@ -42,6 +42,7 @@ BATCH_SAMPLERS = ("no_duplicates", "no_duplicates_hashed", "batch_sampler")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 LOSSES = ("mnrl", "cached_mnrl", "gist", "cached_gist")
 MINING_MODES = ("auto", "always", "never")
+KEEP_CHECKPOINT = ("auto", "best", "last")
 GATE_METRICS = HEADLINE_METRICS
 
 
@@ -386,6 +387,16 @@ class RunConfig:
         "Negatives",
         minimum=0,
         maximum=100000,
+    )
+    keep_checkpoint: str = _opt(
+        "auto",
+        "Checkpoint to keep",
+        "Which validated checkpoint becomes the model: auto = the last one, unless an earlier "
+        "one beats it in a paired test over the validation queries (the best of a few noisy "
+        "validation scores is often an earlier checkpoint by chance, and the worse model on new "
+        "data); best = the best validation score; last = the last checkpoint.",
+        "Training",
+        enum=KEEP_CHECKPOINT,
     )
     wise_ft_points: int = _opt(
         1,

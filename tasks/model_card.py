@@ -349,10 +349,18 @@ def training_lines(
             f"- {train_summary.get('steps', '?')} steps"
             + (f" in {float(runtime):.0f}s" if isinstance(runtime, (int, float)) else "")
             + (f" on {hardware['device_name']}" if hardware.get("device_name") else "")
-            + f"; best checkpoint by validation NDCG@10 at dim {cfg.best_metric_dim}"
+            + checkpoint_phrase(train_summary, cfg)
             + interpolation_phrase(train_summary)
         )
     return [*lines, ""]
+
+
+def checkpoint_phrase(train_summary: dict[str, Any], cfg: RunConfig) -> str:
+    """``; kept checkpoint-N (why)``: which validated checkpoint became the model."""
+    choice = train_summary.get("checkpoint")
+    if not choice:  # summaries written before the choice was recorded kept the best one
+        return f"; best checkpoint by validation NDCG@10 at dim {cfg.best_metric_dim}"
+    return f"; kept checkpoint-{choice['step']}: {choice['reason']}"
 
 
 def negatives_phrase(train_summary: dict[str, Any] | None) -> str:

@@ -277,6 +277,15 @@ def _gate_markdown(gate: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kept_checkpoint(train_summary: dict[str, Any]) -> str:
+    """The name of the checkpoint that became the model (``checkpoint-N``)."""
+    choice = train_summary.get("checkpoint")
+    if choice:
+        return f"checkpoint-{choice['step']}"
+    # summaries written before the choice was recorded kept the best validation checkpoint
+    return Path(train_summary.get("best_checkpoint") or "last epoch").name
+
+
 def build_markdown(
     evals: dict[str, dict[str, Any]],
     manifest: dict[str, Any] | None,
@@ -297,8 +306,8 @@ def build_markdown(
         parts.append(
             f"- training: {train_summary['epochs']} epoch(s), {train_summary['steps']} "
             f"steps in {train_summary['train_runtime_s']:.0f}s on "
-            f"{train_summary['hardware'].get('device_name')}; best checkpoint "
-            f"`{Path(train_summary['best_checkpoint'] or 'last epoch').name}`"
+            f"{train_summary['hardware'].get('device_name')}; kept "
+            f"`{kept_checkpoint(train_summary)}`"
         )
     parts += ["", f"![NDCG@10 by dim]({CHART_FILE})", ""]
     if gate:

@@ -5,13 +5,14 @@ and ``data/val.json`` for checkpoint selection, trains with ``SentenceTransforme
 writes, under ``{run_dir}/train/``:
 
 - ``checkpoints/checkpoint-N``: at each validation; a retried task resumes from the last one;
-- ``model/``: the selected model: the best validation checkpoint (NDCG@10 at
-  ``best_metric_dim``), then mixed with the base model's weights when validation says that is
-  better (:mod:`tasks.wise_ft`);
+- ``model/``: the selected model: the checkpoint ``keep_checkpoint`` chooses (by default the
+  last one, unless an earlier one beats it on validation NDCG@10 at ``best_metric_dim`` in a
+  paired test, :mod:`tasks.checkpoint_choice`), then mixed with the base model's weights when
+  validation says that is better (:mod:`tasks.wise_ft`);
 - ``history.json``: the trainer's log history (loss, learning rate, validation metrics);
 - ``summary.json`` (written last): the schedule, negatives, loss, interpolation, runtime,
-  samples/s, best checkpoint, hardware, precision, the token limit of the training batches and
-  the processes.
+  samples/s, the kept checkpoint and why, hardware, precision, the token limit of the training
+  batches and the processes.
 
 The schedule comes from the data size (:mod:`tasks.schedule`), the training batches' token limit
 from the training texts (:mod:`tasks.seq_length`), the loss from the registry in
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import launch, wise_ft
+from tasks.checkpoint_choice import Choice, choose_checkpoint, needs_scores, step_of
 from tasks.checkpoints import last_complete_checkpoint, save_model
 from tasks.config import RunConfig
 from tasks.io import InvalidInputError, StepError, prepared, read_json, read_jsonl, write_json
@@ -145,7 +147,9 @@ def training_arguments(
         eval_strategy="epoch" if validate else "no",
         save_strategy="epoch",
         save_total_limit=2,
-        load_best_model_at_end=validate,
+        # the trainer tracks the best validation score (and keeps that checkpoint from rotation);
+        # which checkpoint becomes the model is keep_checkpoint's rule (tasks.checkpoint_choice)
+        load_best_model_at_end=False,
         metric_for_best_model=(
             f"eval_val_dim_{cfg.best_metric_dim}_{similarity}_ndcg@10" if validate else None
         ),
@@ -200,8 +204,9 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     guide = _guide(cfg, model_dir, device)
     loss = build_loss(model, cfg, processes, guide=guide)
     evaluator = validation_evaluator(cfg, run_dir)
+    val_scores: dict[int, list[float]] = {}
     trainer = _trainer(
-        cfg, model, columns, loss, evaluator, schedule, flags, device, prompts, out_dir
+        cfg, model, columns, loss, evaluator, schedule, flags, device, prompts, out_dir, val_scores
     )
     if train_length and train_length < model.max_seq_length:
         # Only the training batches are cut: the model's own limit stays for validation, the
@@ -219,6 +224,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     ranks = _rank_records(trainer, wall)
     if this_rank != 0:
         return {"step": "train", "rank": this_rank}
+    kept = _keep_checkpoint(cfg, trainer, evaluator, val_scores, device)
     interpolation = _interpolate(cfg, trainer, guide, model_dir, evaluator)
     save_model(trainer.model, out_dir / "model")
     write_json(out_dir / "history.json", trainer.state.log_history)
@@ -230,6 +236,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         negatives=negatives,
         schedule=schedule,
         interpolation=interpolation,
+        kept=kept,
         cfg=cfg,
         flags=flags,
         processes=processes,
@@ -243,7 +250,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     print(
         f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s"
         + (f" over {processes} processes" if processes > 1 else "")
-        + f", best checkpoint {summary['best_checkpoint']}, weight interpolation "
+        + f", kept checkpoint-{kept.step}, weight interpolation "
         f"a={interpolation['alpha']:g}",
         flush=True,
     )
@@ -351,6 +358,7 @@ def train_summary(
     negatives: dict[str, Any],
     schedule: Schedule,
     interpolation: dict[str, Any],
+    kept: Choice,
     cfg: RunConfig,
     flags: dict[str, bool],
     processes: int,
@@ -372,6 +380,7 @@ def train_summary(
         "resumed_from": None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": trainer.state.best_metric,
+        "checkpoint": kept.as_dict(),
         "wise_ft": interpolation,
         "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
@@ -462,6 +471,7 @@ def _trainer(
     device: str,
     prompts: dict[str, str] | None,
     out_dir: Path,
+    val_scores: dict[int, list[float]],
 ) -> Any:
     from datasets import Dataset
     from sentence_transformers import (
@@ -492,6 +502,7 @@ def _trainer(
         callbacks=[
             progress_callback(cfg.batch_size * cfg.gradient_accumulation_steps, processes),
             validate_every_callback(schedule.validate_every, schedule.epochs),
+            *([_score_keeper(evaluator, cfg.best_metric_dim, val_scores)] if evaluator else []),
         ],
     )
     trainer.remove_callback(PrinterCallback)  # our progress callback prints readable lines
@@ -510,6 +521,46 @@ def _fit(trainer: Any, resume: str | None, cfg: RunConfig) -> tuple[Any, float]:
             f"gradient_accumulation_steps or use loss=cached_mnrl"
         ) from None
     return result, time.perf_counter() - started
+
+
+def _score_keeper(evaluator: Any, dim: int, scores: dict[int, list[float]]) -> Any:
+    """A ``TrainerCallback`` that keeps each validation's per-query NDCG@10 at ``dim`` by step,
+    so choosing between checkpoints costs no second validation pass."""
+    from transformers import TrainerCallback
+
+    class KeepScores(TrainerCallback):
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            scores[state.global_step] = list(evaluator.inner.per_query_ndcg.get(dim, []))
+
+    return KeepScores()
+
+
+def _keep_checkpoint(
+    cfg: RunConfig,
+    trainer: Any,
+    evaluator: Any,
+    scores: dict[int, list[float]],
+    device: str,
+) -> Choice:
+    """Choose the checkpoint to keep (:mod:`tasks.checkpoint_choice`) and leave the trainer's
+    model holding its weights (it holds the last step's after training)."""
+    best = step_of(trainer.state.best_model_checkpoint) if evaluator is not None else None
+    last = trainer.state.global_step
+    best_dir = trainer.state.best_model_checkpoint
+    if needs_scores(cfg.keep_checkpoint, best, last):
+        if last not in scores:  # a resumed run validated part of its steps in another process
+            evaluator(trainer.model)
+            scores[last] = evaluator.inner.per_query_ndcg[cfg.best_metric_dim]
+        if best not in scores:
+            evaluator(load_model(best_dir, device=device, max_seq_length=cfg.max_seq_length))
+            scores[best] = evaluator.inner.per_query_ndcg[cfg.best_metric_dim]
+    choice = choose_checkpoint(cfg.keep_checkpoint, best, last, scores)
+    if choice.step != last:
+        kept = load_model(best_dir, device=device, max_seq_length=cfg.max_seq_length)
+        trainer.model.load_state_dict(kept.state_dict())
+        del kept
+    print(f"train: keeping {choice.reason}", flush=True)
+    return choice
 
 
 def _interpolate(

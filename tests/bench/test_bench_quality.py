@@ -57,9 +57,17 @@ def test_the_arms_are_ours_its_ablations_and_the_anchors():
     assert all_arms["ours-pairs-no-mining"] == {"use_negatives": False, **PIECES["mining"]}
     for name, settings in ANCHOR_ARMS.items():
         assert name in all_arms
-        # a hand-written recipe has none of our pieces, whatever the defaults are
+        # a hand-written recipe has none of our pieces, whatever the defaults are; it keeps the
+        # best validation checkpoint (load_best_model_at_end) or, a notebook, the last one
         for off in PIECES.values():
-            assert all(settings[k] == v for k, v in off.items()), name
+            assert all(
+                settings[k] in ("best", "last") if k == "keep_checkpoint" else settings[k] == v
+                for k, v in off.items()
+            ), name
+    assert ANCHOR_ARMS["notebook-4"]["keep_checkpoint"] == "last"
+    assert (
+        ANCHOR_ARMS["phil-4"]["keep_checkpoint"] == ANCHOR_ARMS["seed"]["keep_checkpoint"] == "best"
+    )
     assert ANCHOR_ARMS["phil-4"]["gradient_accumulation_steps"] == 16
     assert (
         ANCHOR_ARMS["notebook-4"]["epochs"] == 4 and ANCHOR_ARMS["notebook-4"]["batch_size"] == 32

@@ -17,6 +17,7 @@ from tasks.config import (
     COLUMN_PRESETS,
     EVAL_CORPUS_CHOICES,
     GATE_METRICS,
+    KEEP_CHECKPOINT,
     LOSSES,
     MINING_MODES,
     PRECISIONS,
@@ -42,6 +43,7 @@ CHOICE_FIELDS = {
     "precision": PRECISIONS,
     "loss": LOSSES,
     "mine_negatives": MINING_MODES,
+    "keep_checkpoint": KEEP_CHECKPOINT,
     "gate_metric": GATE_METRICS,
 }
 SECTIONS = {

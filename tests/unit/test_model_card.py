@@ -237,3 +237,19 @@ def test_the_card_says_how_the_negatives_interpolation_and_epochs_were_chosen():
         "5e-05 (2e-05 scaled up for 300 steps)"
     )
     assert _learning_rate(cfg, None) == "2e-05"
+
+
+def test_the_card_and_the_report_name_the_kept_checkpoint_and_why():
+    from tasks.model_card import checkpoint_phrase
+    from tasks.report import kept_checkpoint
+
+    cfg = RunConfig(data_path="x", best_metric_dim=128)
+    choice = {"step": 42, "reason": "the last checkpoint (step 42): step 28 scored +0.0040 ..."}
+    summary = {"checkpoint": choice, "best_checkpoint": "/r/train/checkpoints/checkpoint-28"}
+    assert checkpoint_phrase(summary, cfg) == f"; kept checkpoint-42: {choice['reason']}"
+    assert kept_checkpoint(summary) == "checkpoint-42"
+    # summaries written before the choice was recorded kept the best validation checkpoint
+    older = {"best_checkpoint": "/r/train/checkpoints/checkpoint-28"}
+    assert checkpoint_phrase(older, cfg) == "; best checkpoint by validation NDCG@10 at dim 128"
+    assert kept_checkpoint(older) == "checkpoint-28"
+    assert kept_checkpoint({"best_checkpoint": None}) == "last epoch"

@@ -52,6 +52,29 @@ def test_train_writes_model_history_and_checkpoint(tmp_path, tiny_model_dir):
     assert train(cfg, run_dir)["train_runtime_s"] == summary["train_runtime_s"]
 
 
+@pytest.mark.parametrize("mode", ["auto", "best", "last"])
+def test_the_saved_model_is_the_checkpoint_keep_checkpoint_chose(tmp_path, tiny_model_dir, mode):
+    import torch
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
+    # a rate this high makes the tiny model's validation peak before the last epoch
+    cfg = _config(data, tiny_model_dir, epochs=3, learning_rate=2e-3, keep_checkpoint=mode)
+    run_dir = tmp_path / "run"
+    prepare(cfg, run_dir)
+    summary = train(cfg, run_dir)
+    choice, last = summary["checkpoint"], summary["steps"]
+    best = int(summary["best_checkpoint"].rsplit("-", 1)[1])
+    assert best < last, "the run should validate best before its last step"
+    assert (choice["mode"], choice["best_step"], choice["last_step"]) == (mode, best, last)
+    assert choice["step"] == {"auto": choice["step"], "best": best, "last": last}[mode]
+    assert choice["step"] in (best, last) and choice["reason"]
+    if mode == "auto":  # the paired test ran on the scores kept during training
+        assert choice["gain"] is not None and "paired z" in choice["reason"]
+    saved = load_model(run_dir / "train" / "model").state_dict()
+    kept = load_model(run_dir / "train" / "checkpoints" / f"checkpoint-{choice['step']}")
+    assert all(torch.equal(saved[k], v) for k, v in kept.state_dict().items())
+
+
 def test_retry_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir):
     data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
     run_dir = tmp_path / "run"
