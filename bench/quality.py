@@ -8,14 +8,16 @@ on the same data, split and evaluator, so only the training settings differ:
 - ``ours-no-<piece>``: the defaults with one piece turned off (the ablation), for each piece the
   defaults turn on: ``mining`` (hard negatives mined with the base model), ``gist`` (the
   false-negative-aware loss), ``wise_ft`` (weight interpolation with the base model), ``schedule``
-  (the learning rate and epochs chosen from the data size);
+  (the learning rate and epochs chosen from the data size), ``checkpoint`` (the last checkpoint
+  unless an earlier one wins a paired test on validation; off: the best validation score);
 - ``ours-pairs`` / ``ours-pairs-no-mining``: the defaults on the pairs alone, without the data's
   own negatives (as plain pairs and annotations come), with and without mined negatives;
 - the anchors, with none of those pieces: ``seed`` (the recipe the project started from: batch 4,
   gradient accumulation 16, 3 epochs, the data's negatives), ``phil-1`` / ``phil-4`` (Phil
   Schmid's "Fine-tune Embedding models for RAG": (anchor, positive) pairs, batch 32, gradient
-  accumulation 16, lr 2e-5, cosine, warmup 0.1, at 1 and 4 epochs) and ``notebook-1`` /
-  ``notebook-4`` (the plain notebook: MNRL + Matryoshka on the pairs, batch 32, 1 and 4 epochs).
+  accumulation 16, lr 2e-5, cosine, warmup 0.1, the best validation checkpoint, at 1 and 4
+  epochs) and ``notebook-1`` / ``notebook-4`` (the plain notebook: MNRL + Matryoshka on the pairs,
+  batch 32, the last checkpoint, 1 and 4 epochs).
 
 Data sets: every set of ``../shared/data`` that is there, ``gorilla-shift`` (gorilla split by API
 provider), and any BEIR-style folder given with ``--data`` (see bench/quality_data.py).
@@ -55,6 +57,8 @@ PIECES: dict[str, dict[str, Any]] = {
     "gist": {"loss": "mnrl"},
     "wise_ft": {"wise_ft_points": 1},
     "schedule": {"min_steps": 0, "lr_reference_steps": 0},
+    # off: the best validation checkpoint, as the common recipes load it at the end
+    "checkpoint": {"keep_checkpoint": "best"},
 }
 #: A hand-written recipe: none of the pieces, and the training settings written out (so the
 #: anchors stay what they are when our defaults change).
@@ -78,8 +82,9 @@ ANCHOR_ARMS: dict[str, dict[str, Any]] = {
     "seed": {**PLAIN, "batch_size": 4, "gradient_accumulation_steps": 16},
     "phil-1": {**PLAIN, **PAIRS_ONLY, "gradient_accumulation_steps": 16, "epochs": 1},
     "phil-4": {**PLAIN, **PAIRS_ONLY, "gradient_accumulation_steps": 16, "epochs": 4},
-    "notebook-1": {**PLAIN, **PAIRS_ONLY, "epochs": 1},
-    "notebook-4": {**PLAIN, **PAIRS_ONLY, "epochs": 4},
+    # a notebook trains and saves: the last checkpoint, no validation-picked one
+    "notebook-1": {**PLAIN, **PAIRS_ONLY, "epochs": 1, "keep_checkpoint": "last"},
+    "notebook-4": {**PLAIN, **PAIRS_ONLY, "epochs": 4, "keep_checkpoint": "last"},
 }
 LABELS = {
     "base": "base model",
@@ -90,6 +95,7 @@ LABELS = {
     "notebook-1": "notebook (MNRL, batch 32, pairs), 1 epoch",
     "notebook-4": "notebook (MNRL, batch 32, pairs), 4 epochs",
     **{f"ours-no-{p}": f"ours without {p.replace('_', '-')}" for p in PIECES},
+    "ours-no-checkpoint": "ours, keeping the best validation checkpoint",
     "ours-pairs": "ours on the pairs alone (mined negatives)",
     "ours-pairs-no-mining": "ours on the pairs alone, without mining",
 }
