@@ -431,7 +431,8 @@ class RunConfig:
     best_metric_dim: int = _opt(
         128,
         "Checkpoint metric dim",
-        "The best checkpoint is the one with the highest validation NDCG@10 at this dim.",
+        "Validation NDCG@10 is scored at this dim to compare checkpoints (keep_checkpoint) and "
+        "weight-interpolation mixes.",
         "Training",
         minimum=1,
     )
