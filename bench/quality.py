@@ -214,7 +214,7 @@ def _slug(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    home = Path(args.work or tempfile.mkdtemp(prefix="bench-quality-"))
+    home = Path(args.work)
     env = {
         **os.environ,
         "EMBED_HOME": str(home),
@@ -266,7 +266,8 @@ def merge(paths: list[str]) -> dict[str, Any]:
 
 def _small(args: argparse.Namespace) -> None:
     """``--small``: the demo data, one seed, short training (the test suite's version)."""
-    data = Path(tempfile.mkdtemp(prefix="bench-small-")) / "demo.jsonl"
+    data = Path(args.work) / "small" / "demo.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
     _step({**os.environ, "PYTHONPATH": str(ROOT)}, "demo-data", "--out", str(data))
     args.datasets = [Dataset("demo", train=str(data))]
     args.seeds = "42"
@@ -278,7 +279,7 @@ def _datasets(args: argparse.Namespace) -> list[Dataset]:
     names = args.data.split(",") if args.data else available([*SHARED_SETS, *DERIVED_SETS])
     if not names:
         raise SystemExit("no data set: ../shared/data is missing; pass --data FOLDER or --small")
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench-quality-data-"))
+    work = Path(args.work)
     return [resolve(n, work, args.max_train_pairs, seed=0) for n in names]
 
 
@@ -306,7 +307,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="train on a seeded sample of this many pairs (0 = all)",
     )
     parser.add_argument("--small", action="store_true", help="demo data, 1 seed, 1 epoch")
-    parser.add_argument("--work", help="EMBED_HOME for the runs (default: a temp dir)")
+    parser.add_argument(
+        "--work",
+        help="EMBED_HOME for the runs, kept with every run directory and checkpoint (default: a "
+        "temporary folder, removed at the end)",
+    )
     parser.add_argument("--out", help="write the result JSON here")
     parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument(
@@ -320,11 +325,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.merge:
         result = merge(args.merge)
     else:
-        if args.small:
-            _small(args)
-        else:
-            args.datasets = _datasets(args)
-        result = run(args)
+        # Every arm's run directory keeps its checkpoints (gigabytes over the shared sets): a
+        # temporary work folder goes when the benchmark ends; --work keeps everything.
+        with tempfile.TemporaryDirectory(prefix="bench-quality-") as scratch:
+            args.work = args.work or scratch
+            if args.small:
+                _small(args)
+            else:
+                args.datasets = _datasets(args)
+            result = run(args)
     table = markdown(result, LABELS)
     print(table)
     if args.out:

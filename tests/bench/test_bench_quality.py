@@ -213,3 +213,28 @@ def test_update_docs_replaces_only_its_own_block(tmp_path):
     assert "## y" in docs.read_text() and "<!-- bench:y -->\ntable y\n<!-- /bench:y -->" in (
         docs.read_text()
     )
+
+
+def test_a_temporary_work_folder_goes_when_the_benchmark_ends_and_work_keeps_it(
+    tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    import bench.quality as quality
+
+    seen: list[Path] = []
+
+    def run(args):
+        work = Path(args.work)
+        (work / "runs" / "arm" / "train" / "checkpoints").mkdir(parents=True)
+        seen.append(work)
+        return {"datasets": {}}
+
+    monkeypatch.setattr(quality, "run", run)
+    monkeypatch.setattr(quality, "_datasets", lambda args: [])
+    monkeypatch.setattr(quality, "markdown", lambda result, labels: "tables")
+    quality.main(["--data", "gorilla"])
+    assert seen[0].name.startswith("bench-quality-") and not seen[0].exists()
+    kept = tmp_path / "work"
+    quality.main(["--data", "gorilla", "--work", str(kept)])
+    assert seen[1] == kept and (kept / "runs" / "arm" / "train" / "checkpoints").is_dir()
