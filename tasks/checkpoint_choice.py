@@ -38,9 +38,9 @@ class Choice:
 
     step: int
     reason: str
-    mode: str = "auto"
-    best_step: int | None = None
-    last_step: int = 0
+    mode: str
+    best_step: int | None
+    last_step: int
     #: mean per-query gain of the best checkpoint over the last one on the validation queries
     gain: float | None = None
     #: that gain over its standard error (the paired test's statistic)

@@ -32,6 +32,7 @@ from typing import Any
 
 from tasks.config import RunConfig
 from tasks.metrics import HEADLINE_METRICS
+from tasks.report import kept_checkpoint
 
 #: The public Hub (``HF_ENDPOINT`` when it is unset).
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -360,7 +361,7 @@ def checkpoint_phrase(train_summary: dict[str, Any], cfg: RunConfig) -> str:
     choice = train_summary.get("checkpoint")
     if not choice:  # summaries written before the choice was recorded kept the best one
         return f"; best checkpoint by validation NDCG@10 at dim {cfg.best_metric_dim}"
-    return f"; kept checkpoint-{choice['step']}: {choice['reason']}"
+    return f"; kept {kept_checkpoint(train_summary)}: {choice['reason']}"
 
 
 def negatives_phrase(train_summary: dict[str, Any] | None) -> str:

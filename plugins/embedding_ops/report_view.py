@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from embedding_ops.mlflow_hook import MlflowHook
 from tasks.io import artifact_root, run_dir_for, safe_name
 from tasks.metrics import HEADLINE_METRICS
-from tasks.report import OUTPUTS
+from tasks.report import OUTPUTS, kept_checkpoint
 from tasks.tracking import default_tracking_uri
 
 if TYPE_CHECKING:
@@ -388,11 +388,9 @@ def _run_facts(run_dir: Path) -> str:
         device = (train.get("hardware") or {}).get("device_name")
         text += f" on {device}" if device else ""
         items.append(("training", esc(text)))
-        kept = train.get("checkpoint") or {}
-        if _is_number(kept.get("step")):
-            items.append(
-                ("checkpoint", esc(f"checkpoint-{kept['step']}: {kept.get('reason', '')}"))
-            )
+        if train.get("checkpoint"):
+            reason = train["checkpoint"].get("reason", "")
+            items.append(("checkpoint", esc(f"{kept_checkpoint(train)}: {reason}")))
         negatives = train.get("negatives") or {}
         if negatives.get("per_pair"):
             items.append(
