@@ -328,6 +328,16 @@ class RunConfig:
         "Training",
         enum=LOSSES,
     )
+    loss_scale: float = _opt(
+        20.0,
+        "Similarity scale",
+        "Scale (1 / temperature) of the mnrl and cached_mnrl losses: the cosine similarities are "
+        "multiplied by it before the softmax over the batch. 20 is sentence-transformers' "
+        "default, the scale all-MiniLM and most sentence-transformers models were trained with.",
+        "Training",
+        minimum=1.0,
+        maximum=100.0,
+    )
     cached_mini_batch_size: int = _opt(
         32,
         "Cached mini-batch",

@@ -32,7 +32,9 @@ LossBuilder = Callable[[Any, RunConfig, int, Any], Any]
 def _mnrl(model: Any, cfg: RunConfig, processes: int, guide: Any) -> Any:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    return MultipleNegativesRankingLoss(model, gather_across_devices=processes > 1)
+    return MultipleNegativesRankingLoss(
+        model, scale=cfg.loss_scale, gather_across_devices=processes > 1
+    )
 
 
 def _cached_mnrl(model: Any, cfg: RunConfig, processes: int, guide: Any) -> Any:
@@ -41,7 +43,10 @@ def _cached_mnrl(model: Any, cfg: RunConfig, processes: int, guide: Any) -> Any:
     )
 
     return CachedMultipleNegativesRankingLoss(
-        model, mini_batch_size=cfg.cached_mini_batch_size, gather_across_devices=processes > 1
+        model,
+        scale=cfg.loss_scale,
+        mini_batch_size=cfg.cached_mini_batch_size,
+        gather_across_devices=processes > 1,
     )
 
 

@@ -29,7 +29,11 @@ def test_each_loss_is_built_inside_matryoshka_at_the_runs_dims(tiny_model_dir, n
 
     model = load_model(tiny_model_dir)
     cfg = RunConfig(
-        data_path="x.jsonl", loss=name, matryoshka_dims=[64, 32], cached_mini_batch_size=8
+        data_path="x.jsonl",
+        loss=name,
+        matryoshka_dims=[64, 32],
+        cached_mini_batch_size=8,
+        loss_scale=12.5,
     )
     guide = load_model(tiny_model_dir) if name in GUIDED_LOSSES else None
     loss = build_loss(model, cfg, processes=2, guide=guide)
@@ -40,8 +44,33 @@ def test_each_loss_is_built_inside_matryoshka_at_the_runs_dims(tiny_model_dir, n
     assert build_loss(model, cfg, processes=1, guide=guide).loss.gather_across_devices is False
     if name.startswith("cached_"):
         assert loss.loss.mini_batch_size == 8
+    if name in ("mnrl", "cached_mnrl"):
+        assert loss.loss.scale == 12.5
     if guide is not None:
         assert loss.loss.guide is guide
+
+
+@pytest.mark.parametrize("scale", [20.0, 7.0])
+def test_mnrl_is_cross_entropy_over_the_batch_at_the_configured_scale(tiny_model_dir, scale):
+    """The loss a run trains with is softmax cross-entropy of scale x cosine over the batch's
+    documents, the positive being the query's own: computed here by hand from the embeddings."""
+    import torch
+
+    from tasks.models import load_model
+
+    model = load_model(tiny_model_dir)
+    model.eval()
+    cfg = RunConfig(data_path="x.jsonl", loss="mnrl", matryoshka_dims=[64], loss_scale=scale)
+    inner = build_loss(model, cfg).loss
+    queries = ["red apple", "fast car", "old book"]
+    docs = ["an apple that is red", "a car that is fast", "a book that is old"]
+    features = [model.tokenize(queries), model.tokenize(docs)]
+    with torch.no_grad():
+        got = inner(features, torch.tensor([])).item()
+        q = torch.nn.functional.normalize(model.encode(queries, convert_to_tensor=True), dim=-1)
+        d = torch.nn.functional.normalize(model.encode(docs, convert_to_tensor=True), dim=-1)
+        want = torch.nn.functional.cross_entropy(scale * q @ d.T, torch.arange(3)).item()
+    assert got == pytest.approx(want, rel=1e-4)
 
 
 def test_a_guided_loss_without_its_guide_says_so(tiny_model_dir):
