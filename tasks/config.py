@@ -361,6 +361,14 @@ class RunConfig:
         "Negatives",
         enum=MINING_MODES,
     )
+    filter_data_negatives: bool = _opt(
+        False,
+        "Filter the data's own negatives",
+        "Score the data's own negatives with the base model and replace each one it scores "
+        "above its positive less mining_margin (likely an unlabeled match, as BM25-mined "
+        "negatives often are) with a random training document.",
+        "Negatives",
+    )
     num_negatives: int = _opt(
         1,
         "Negatives per pair",

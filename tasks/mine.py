@@ -7,6 +7,11 @@ Runs after ``prepare`` and before ``train``. With ``mine_negatives``
 - ``always``: mines, and the mined negatives replace the data's own;
 - ``never``: nothing is mined.
 
+When the data keeps its own negatives and ``filter_data_negatives`` is on, the step checks them
+instead: the base model scores each row's query against its positive and its negative, and a
+negative above the positive less ``mining_margin`` (the mining rule) is replaced by a random
+training document at train time.
+
 The candidate pool is every training document plus the documents of ``corpus_path``, less every
 val and eval document: held-out documents never reach training, not even as negatives. The base
 model encodes the queries and the pool once; :func:`tasks.mining.mine_negatives` picks
@@ -16,7 +21,8 @@ in the state directory, so a retry or a nightly run on the same data does not en
 
 Outputs in ``{run_dir}/negatives/``:
 
-- ``train.jsonl``: the training rows with ``"negatives": [text, ...]`` (only when mined);
+- ``train.jsonl``: the training rows with ``"negatives": [text, ...]`` (only when mined or
+  filtered; a filtered row without its negative has an empty list);
 - ``manifest.json`` (written last): mode, whether mining ran and why, settings, counts (rows,
   negatives, rejections by rule, scores), pool size, fingerprints and the cache key.
 
@@ -44,7 +50,13 @@ from tasks.io import (
     write_json,
     write_jsonl,
 )
-from tasks.mining import MiningRow, MiningSettings, mine_negatives
+from tasks.mining import (
+    MiningRow,
+    MiningSettings,
+    below_margin,
+    mine_negatives,
+    rounded_mean,
+)
 
 #: Bumped when the mining rule changes, so cached results of the old rule are not reused.
 MINING_VERSION = "1"
@@ -130,6 +142,18 @@ def mine(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "reason": why,
         "settings": mining_settings(cfg).as_dict(),
     }
+    if not wanted and data_negatives and cfg.filter_data_negatives:
+        manifest.update(_filter_rows(cfg, data_manifest, train_rows, out))
+        manifest["used"] = manifest["filtered"] = True
+        manifest["source"] = "the data's own, filtered with the base model"
+        manifest["reason"] = f"{why}; filter_data_negatives checks them with the base model"
+        if manifest["counts"]["negatives"] == 0:  # the rows file trains on the pairs alone
+            manifest["reason"] = (
+                f"the base model scores every one of the data's negatives above its positive "
+                f"less mining_margin={cfg.mining_margin}: training on the pairs alone; lower "
+                f"mining_margin or turn filter_data_negatives off"
+            )
+            print(f"mine: warning: {manifest['reason']}", flush=True)
     if wanted:
         manifest.update(_mine_rows(cfg, Path(run_dir), data_manifest, train_rows, out))
         if manifest["counts"]["negatives"] == 0:
@@ -195,6 +219,115 @@ def _mine_rows(
     }
 
 
+def filtered_rows(
+    train_rows: list[dict[str, Any]],
+    positive_scores: list[float],
+    negative_scores: list[float],
+    margin: float,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The training rows with their own negative kept where the base model scores it below the
+    positive less ``margin`` (``"negatives": [it]``) and dropped elsewhere (``[]``); and stats."""
+    rows, kept_scores, dropped = [], [], 0
+    for row, pos, neg in zip(train_rows, positive_scores, negative_scores):
+        keep = below_margin(neg, pos, margin)
+        rows.append(
+            {
+                "query": row["query"],
+                "document": row["document"],
+                "negatives": [row["negative"]] if keep else [],
+            }
+        )
+        if keep:
+            kept_scores.append(neg)
+        dropped += not keep
+    stats = {
+        "rows": len(rows),
+        "negatives": len(rows) - dropped,
+        "rejected_by_margin": dropped,
+        "mean_positive_score": rounded_mean(positive_scores),
+        "mean_negative_score": rounded_mean(kept_scores),
+        "mean_rejected_score": rounded_mean(
+            [n for n, r in zip(negative_scores, rows) if not r["negatives"]]
+        ),
+    }
+    return rows, stats
+
+
+def _filter_rows(
+    cfg: RunConfig,
+    data_manifest: dict[str, Any],
+    train_rows: list[dict[str, Any]],
+    out: Path,
+) -> dict[str, Any]:
+    """Check the data's own negatives (or take the check from the cache) and write
+    ``negatives/train.jsonl``; the manifest's part."""
+    model_fp = data_manifest["base_model"]["fingerprint"]
+    cache_key = sha256_text(
+        MINING_VERSION,
+        "filter",
+        model_fp,
+        sha256_text(*(json.dumps([r["query"], r["document"], r["negative"]]) for r in train_rows)),
+        str(cfg.max_seq_length),
+    )[:20]
+    cache_file = cache_dir() / "negatives" / f"{cache_key}.json"
+    cached = cache_file.exists()
+    if cached:
+        print(f"mine: scores of these negatives found in the cache ({cache_file.name})")
+        scores = read_json(cache_file)
+        if len(scores["positive"]) != len(train_rows):
+            raise StepError(f"the mining cache {cache_file} does not match the rows: delete it")
+    else:
+        scores = _score_pairs(cfg, data_manifest, train_rows)
+        write_json(cache_file, scores)
+    rows, stats = filtered_rows(
+        train_rows, scores["positive"], scores["negative"], cfg.mining_margin
+    )
+    stats["seconds"] = scores.get("seconds")
+    write_jsonl(out / "train.jsonl", rows)
+    print(
+        f"mine: kept {stats['negatives']} of the data's {stats['rows']} negatives; "
+        f"{stats['rejected_by_margin']} scored above their positive less "
+        f"mining_margin={cfg.mining_margin} and train with a random document instead",
+        flush=True,
+    )
+    return {
+        "cache_key": cache_key,
+        "cached": cached,
+        "counts": stats,
+        "fingerprints": {"base_model": model_fp, "train": fingerprint_rows(rows)},
+    }
+
+
+def _score_pairs(
+    cfg: RunConfig, data_manifest: dict[str, Any], train_rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The base model's cosine score of every row's query with its positive and its negative."""
+    from tasks.models import load_model, prepared_base_model
+
+    started = time.perf_counter()
+    model_dir, _ = prepared_base_model(data_manifest, cfg.base_model)
+    model = load_model(model_dir, max_seq_length=cfg.max_seq_length)
+    queries = sorted({r["query"] for r in train_rows})
+    docs = sorted({r[k] for r in train_rows for k in ("document", "negative")})
+    print(
+        f"mine: scoring the data's negatives: encoding {len(queries)} queries and {len(docs)} "
+        f"documents with the base model on {model.device}",
+        flush=True,
+    )
+    encode = {"batch_size": cfg.eval_batch_size, "convert_to_tensor": True}
+    query_emb = model.encode_query(queries, normalize_embeddings=True, **encode).float()
+    doc_emb = model.encode_document(docs, normalize_embeddings=True, **encode).float()
+    q_index = {q: i for i, q in enumerate(queries)}
+    d_index = {d: i for i, d in enumerate(docs)}
+    row_queries = query_emb[[q_index[r["query"]] for r in train_rows]]
+    scores: dict[str, Any] = {}
+    for name, column in (("positive", "document"), ("negative", "negative")):
+        row_docs = doc_emb[[d_index[r[column]] for r in train_rows]]
+        scores[name] = [round(v, 6) for v in (row_queries * row_docs).sum(dim=1).tolist()]
+    scores["seconds"] = round(time.perf_counter() - started, 2)
+    return scores
+
+
 def _mine_with_base_model(
     cfg: RunConfig,
     data_manifest: dict[str, Any],
@@ -253,6 +386,7 @@ def _settings_key(cfg: RunConfig, data_manifest: dict[str, Any]) -> str:
         data_manifest["base_model"]["fingerprint"],
         cfg.mine_negatives,
         json.dumps(mining_settings(cfg).as_dict(), sort_keys=True),
+        f"filter={cfg.filter_data_negatives}",
         str(cfg.max_seq_length),
     )[:16]
 
@@ -262,7 +396,8 @@ def _summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "step": "mine",
         "manifest": str(path),
-        "mined": manifest["used"],
+        "mined": manifest["used"] and not manifest.get("filtered"),
+        "filtered": bool(manifest.get("filtered")),
         "reason": manifest["reason"],
         "negatives": counts.get("negatives", 0),
         "pool_documents": manifest.get("pool_documents", 0),

@@ -146,8 +146,8 @@ def mine_negatives(
         "rejected_by_margin": counts["margin"],
         "rows_ranked_in_full": counts["full_ranking"],
         "rows_skipped_positive_not_found": counts["positive_not_found"],
-        "mean_positive_score": _mean(pos_scores),
-        "mean_negative_score": _mean(neg_scores),
+        "mean_positive_score": rounded_mean(pos_scores),
+        "mean_negative_score": rounded_mean(neg_scores),
     }
     return picked, stats
 
@@ -164,14 +164,13 @@ def _pick(
     pass, the first ``range_min`` are skipped and the next ``num_negatives`` taken.
     """
     why: Counter = Counter()
-    ceiling = _ceiling(positive_score, settings)
     passed = 0
     chosen: list[tuple[int, float]] = []
     for index, score in ranked:
         if index in known:
             why["positive"] += 1
             continue
-        if score > ceiling or score >= positive_score:  # a tie is a copy of the positive
+        if not below_margin(score, positive_score, settings.margin):
             why["margin"] += 1
             continue
         passed += 1
@@ -181,6 +180,13 @@ def _pick(
         if len(chosen) == settings.num_negatives:
             break
     return chosen, why
+
+
+def below_margin(negative_score: float, positive_score: float, margin: float) -> bool:
+    """Whether a negative scores at most ``positive - |positive| x margin`` and strictly below the
+    positive (a tie is a copy of the positive): the positive-aware rule of mining, also what
+    ``filter_data_negatives`` holds a data set's own negatives to."""
+    return negative_score <= _ceiling(positive_score, margin) and negative_score < positive_score
 
 
 def _rank_of(scores: Any, positive_score: float, known: set[int]) -> int:
@@ -197,7 +203,7 @@ def _allowed_top(
     import torch
 
     allowed = scores.clone()
-    allowed[allowed > _ceiling(positive_score, settings)] = -torch.inf
+    allowed[allowed > _ceiling(positive_score, settings.margin)] = -torch.inf
     if known:
         allowed[torch.tensor(sorted(known), dtype=torch.long, device=scores.device)] = -torch.inf
     k = min(allowed.shape[0], settings.range_min + settings.num_negatives)
@@ -205,12 +211,12 @@ def _allowed_top(
     return [(i, v) for i, v in zip(top.indices.tolist(), top.values.tolist()) if v != -float("inf")]
 
 
-def _ceiling(positive_score: float, settings: MiningSettings) -> float:
+def _ceiling(positive_score: float, margin: float) -> float:
     """The highest score a negative may have: the positive's less ``margin`` of it."""
-    return positive_score - abs(positive_score) * settings.margin
+    return positive_score - abs(positive_score) * margin
 
 
-def _mean(values: list[float]) -> float | None:
+def rounded_mean(values: list[float]) -> float | None:
     if not values:
         return None
     mean = sum(values) / len(values)

@@ -271,7 +271,7 @@ def training_rows(
     mined = ensure_mined(cfg, run_dir) if mine_first else _mine_manifest(run_dir)
     if mined.get("used"):
         rows = read_jsonl(run_dir / "negatives" / "train.jsonl")
-        source = "mined with the base model"
+        source = mined.get("source", "mined with the base model")
     else:
         rows = read_jsonl(run_dir / "data" / "train.jsonl")
         source = "the data's own" if any("negative" in r for r in rows) else "none"

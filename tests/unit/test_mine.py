@@ -11,7 +11,7 @@ from conftest import make_pairs, write_jsonl
 from tasks.config import RunConfig
 from tasks.data import prepare
 from tasks.io import read_json, read_jsonl
-from tasks.mine import candidate_pool, mine, mining_decision, with_negatives
+from tasks.mine import candidate_pool, filtered_rows, mine, mining_decision, with_negatives
 from tasks.train import row_negatives, train, training_columns, training_rows
 
 pytestmark = pytest.mark.unit
@@ -190,3 +190,78 @@ def test_the_cache_matches_picks_to_rows_in_their_order(tmp_path, tiny_model_dir
     assert mine(other, shuffled / "run")["cached"] is False
     for row in read_jsonl(shuffled / "run" / "negatives" / "train.jsonl"):
         assert row["document"] not in row["negatives"]
+
+
+def test_filtered_rows_keep_a_negative_only_below_the_positive_less_the_margin():
+    rows = [{"query": f"q{i}", "document": f"d{i}", "negative": f"n{i}"} for i in range(4)]
+    positive = [0.80, 0.80, 0.80, -0.20]
+    negative = [0.70, 0.78, 0.85, -0.25]  # kept; within 5% of .80; above it; below -0.21
+    filtered, stats = filtered_rows(rows, positive, negative, margin=0.05)
+    assert [r["negatives"] for r in filtered] == [["n0"], [], [], ["n3"]]
+    assert all(
+        r["query"] == o["query"] and r["document"] == o["document"] for r, o in zip(filtered, rows)
+    )
+    assert stats["rows"] == 4 and stats["negatives"] == 2 and stats["rejected_by_margin"] == 2
+    assert stats["mean_negative_score"] == 0.225 and stats["mean_rejected_score"] == 0.815
+    # a tie is a copy of the positive, even with no margin
+    assert filtered_rows(rows[:1], [0.5], [0.5], margin=0.0)[0][0]["negatives"] == []
+
+
+def test_filtering_the_datas_own_negatives_drops_copies_of_the_positive(
+    tmp_path, tiny_model_dir, capsys
+):
+    """With filter_data_negatives the step scores the data's negatives with the base model: a
+    negative that is the positive with one more character scores like it and is dropped; every
+    decision is the mining rule applied to the base model's scores; train takes the rows, a
+    dropped negative replaced by a random training document."""
+    from sentence_transformers import SentenceTransformer
+
+    rows = make_pairs(n_docs=60, negatives=True)
+    for row in rows[::3]:
+        row["negative"] = row["document"] + "!"
+    cfg, run_dir = _prepared(
+        tmp_path, tiny_model_dir, rows=rows, filter_data_negatives=True, mining_margin=0.01
+    )
+    summary = mine(cfg, run_dir)
+    assert summary["filtered"] is True and summary["mined"] is False
+    manifest = read_json(run_dir / "negatives" / "manifest.json")
+    assert "filter_data_negatives" in manifest["reason"]
+    prepared_rows = read_jsonl(run_dir / "data" / "train.jsonl")
+    filtered = read_jsonl(run_dir / "negatives" / "train.jsonl")
+    assert len(filtered) == len(prepared_rows)
+    model = SentenceTransformer(str(tiny_model_dir))
+    for before, after in zip(prepared_rows, filtered):
+        q, d, n = model.encode(
+            [before["query"], before["document"], before["negative"]], normalize_embeddings=True
+        )
+        keep = float(q @ n) <= float(q @ d) * 0.99
+        if abs(float(q @ n) - float(q @ d) * 0.99) > 1e-4:  # clear of rounding at the ceiling
+            assert after["negatives"] == ([before["negative"]] if keep else [])
+        if before["negative"] == before["document"] + "!":
+            assert after["negatives"] == []
+    counts = manifest["counts"]
+    assert counts["rejected_by_margin"] == sum(1 for r in filtered if not r["negatives"])
+    assert counts["rejected_by_margin"] >= len(
+        [r for r in prepared_rows if r["negative"].endswith("!")]
+    )
+    assert "kept" in capsys.readouterr().out
+    # a second run of the same data reads the scores from the cache
+    again = tmp_path / "again"
+    prepare(cfg, again)
+    assert mine(cfg, again)["cached"] is True
+    assert read_jsonl(again / "negatives" / "train.jsonl") == filtered
+    used, negatives = training_rows(cfg, run_dir)
+    assert negatives == {"source": "the data's own, filtered with the base model", "per_pair": 1}
+    columns = training_columns(used, cfg.seed)
+    for i, row in enumerate(used):
+        assert columns["negative"][i] != row["document"]
+        if row["negatives"]:
+            assert columns["negative"][i] == row["negatives"][0]
+    # without the setting the data's negatives are used as they are
+    plain = mine(_config(cfg.data_path, tiny_model_dir, mining_margin=0.01), run_dir)
+    assert plain["filtered"] is False and plain["mined"] is False
+    # a margin no negative passes: the run trains on the pairs alone, and says why
+    strict = _config(cfg.data_path, tiny_model_dir, filter_data_negatives=True, mining_margin=1.0)
+    none_kept = mine(strict, run_dir)
+    assert none_kept["filtered"] is True and "training on the pairs alone" in none_kept["reason"]
+    assert training_rows(strict, run_dir)[1] == {"source": "none", "per_pair": 0}
