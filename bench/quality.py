@@ -9,7 +9,8 @@ on the same data, split and evaluator, so only the training settings differ:
   defaults turn on: ``mining`` (hard negatives mined with the base model), ``gist`` (the
   false-negative-aware loss), ``wise_ft`` (weight interpolation with the base model), ``schedule``
   (the learning rate and epochs chosen from the data size), ``checkpoint`` (the last checkpoint
-  unless an earlier one wins a paired test on validation; off: the best validation score);
+  unless an earlier one wins a paired test on validation; off: the best validation score),
+  ``filter`` (the data's own negatives held to the mining rule, ``filter_data_negatives``);
 - ``ours-pairs`` / ``ours-pairs-no-mining``: the defaults on the pairs alone, without the data's
   own negatives (as plain pairs and annotations come), with and without mined negatives;
 - the anchors, with none of those pieces: ``seed`` (the recipe the project started from: batch 4,
@@ -59,6 +60,8 @@ PIECES: dict[str, dict[str, Any]] = {
     "schedule": {"min_steps": 0, "lr_reference_steps": 0},
     # off: the best validation checkpoint, as the common recipes load it at the end
     "checkpoint": {"keep_checkpoint": "best"},
+    # off: the data's own negatives as they come
+    "filter": {"filter_data_negatives": False},
 }
 #: A hand-written recipe: none of the pieces, and the training settings written out (so the
 #: anchors stay what they are when our defaults change).
@@ -96,6 +99,7 @@ LABELS = {
     "notebook-4": "notebook (MNRL, batch 32, pairs), 4 epochs",
     **{f"ours-no-{p}": f"ours without {p.replace('_', '-')}" for p in PIECES},
     "ours-no-checkpoint": "ours, keeping the best validation checkpoint",
+    "ours-no-filter": "ours, the data's negatives unfiltered",
     "ours-pairs": "ours on the pairs alone (mined negatives)",
     "ours-pairs-no-mining": "ours on the pairs alone, without mining",
 }

@@ -268,6 +268,16 @@ class RunConfig:
         minimum=2,
         maximum=65536,
     )
+    freeze_layers: int = _opt(
+        0,
+        "Frozen lower layers",
+        "Freeze the token embeddings and the lowest N transformer layers of the base model "
+        "(0 = train every weight): fewer weights to update, so faster steps, and the lower "
+        "layers stay as the base model learned them.",
+        "Training",
+        minimum=0,
+        maximum=128,
+    )
     gradient_accumulation_steps: int = _opt(
         1,
         "Gradient accumulation",

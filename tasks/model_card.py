@@ -341,7 +341,12 @@ def training_lines(
         f"accumulation {cfg.gradient_accumulation_steps}), learning rate "
         f"{_learning_rate(cfg, train_summary)}, warmup ratio {cfg.warmup_ratio}, "
         f"{cfg.lr_scheduler} schedule, {cfg.batch_sampler} batches, seed {cfg.seed}"
-        + (f", max sequence length {cfg.max_seq_length}" if cfg.max_seq_length else ""),
+        + (f", max sequence length {cfg.max_seq_length}" if cfg.max_seq_length else "")
+        + (
+            f", token embeddings and lowest {cfg.freeze_layers} layer(s) frozen"
+            if cfg.freeze_layers
+            else ""
+        ),
     ]
     if train_summary:
         hardware = train_summary.get("hardware") or {}

@@ -178,6 +178,45 @@ def load_model(path: Path, *, device: str | None = None, max_seq_length: int = 0
     return model
 
 
+def freeze_lower_layers(model: Any, layers: int) -> dict[str, Any]:
+    """Freeze the transformer's embeddings and its lowest ``layers`` layers (in place).
+
+    The layer stack is the transformer's longest ``ModuleList`` (``encoder.layer`` in BERT-likes,
+    ``layers`` in others); the embeddings are its ``embeddings`` module. Returns what was frozen:
+    ``{"layers": n, "of": total, "frozen_parameters": p, "trainable_parameters": q}``.
+    """
+    import torch
+
+    transformer = getattr(model[0], "auto_model", None)
+    stacks = [
+        m
+        for m in (transformer.modules() if transformer is not None else ())
+        if isinstance(m, torch.nn.ModuleList)
+    ]
+    if not stacks:
+        raise InvalidInputError(
+            "freeze_layers: the base model has no transformer layer stack to freeze; "
+            "set freeze_layers=0"
+        )
+    stack = max(stacks, key=len)
+    if layers >= len(stack):
+        raise InvalidInputError(
+            f"freeze_layers={layers} leaves nothing to train: the base model has {len(stack)} "
+            f"layers; use at most {len(stack) - 1}"
+        )
+    frozen = [getattr(transformer, "embeddings", None), *list(stack)[:layers]]
+    for module in filter(None, frozen):
+        for param in module.parameters():
+            param.requires_grad_(False)
+    params = list(model.parameters())
+    return {
+        "layers": layers,
+        "of": len(stack),
+        "frozen_parameters": sum(p.numel() for p in params if not p.requires_grad),
+        "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+    }
+
+
 def hardware_info() -> dict[str, Any]:
     """Device name, count and memory, plus library versions (recorded in MLflow)."""
     import os

@@ -49,6 +49,7 @@ from tasks.losses import GUIDED_LOSSES, build_loss
 from tasks.mine import ensure_mined
 from tasks.models import (
     best_device,
+    freeze_lower_layers,
     hardware_info,
     load_model,
     model_dimension,
@@ -198,6 +199,14 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         # the base model's evaluation, while nothing else is in memory (see prime_evaluation)
         prime_evaluation(cfg, run_dir, model_dir, "base", base_fp)
     model = load_model(model_dir, device=device, max_seq_length=cfg.max_seq_length)
+    frozen = freeze_lower_layers(model, cfg.freeze_layers) if cfg.freeze_layers else None
+    if frozen:
+        say(
+            f"train: froze the embeddings and {frozen['layers']} of {frozen['of']} layers: "
+            f"{frozen['trainable_parameters']:,} of "
+            f"{frozen['trainable_parameters'] + frozen['frozen_parameters']:,} weights train",
+            flush=True,
+        )
     columns = training_columns(rows, cfg.seed)
     prompts = column_prompts(model, list(columns))
     train_length = _training_length(cfg, model, columns, prompts, say)
@@ -245,7 +254,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         model_limit=model.max_seq_length,
         device=device,
     )
-    summary.update(model_dir=str(out_dir / "model"), resumed_from=resume)
+    summary.update(model_dir=str(out_dir / "model"), resumed_from=resume, frozen=frozen)
     write_json(out_dir / "summary.json", summary)
     print(
         f"train: done in {wall:.0f}s, {summary['train_samples_per_second']} samples/s"

@@ -180,6 +180,9 @@ def test_training_and_lineage_lines():
     assert "- MLflow: registered model `embedder` version 3, run `rid` in experiment `exp`" in body
     assert "- Airflow: DAG `retrain_embeddings`, run `manual__1`" in body
     assert "- fingerprints: data `dfp`, eval `efp`, run `rfp`" in body
+    assert "frozen" not in body
+    frozen = _split(_card(_cfg(freeze_layers=3)))[1]
+    assert ", token embeddings and lowest 3 layer(s) frozen" in frozen
     no_summary = _split(_card(train_summary=None, dataset=None))[1]
     assert " steps" not in no_summary.split("## Training")[1].split("## Lineage")[0]
     assert "snapshot:" not in no_summary

@@ -217,3 +217,32 @@ def test_prepared_base_model_is_the_fingerprinted_snapshot(tmp_path, tiny_model_
     assert prepared_base_model(manifest, "pkg:not_installed") == (tiny_model_dir, "abc")
     gone = {"base_model": {"path": str(tmp_path / "gone"), "fingerprint": "abc"}}
     assert prepared_base_model(gone, str(tiny_model_dir)) == (tiny_model_dir, None)
+
+
+def test_freeze_layers_trains_only_the_upper_layers(tmp_path, tiny_model_dir):
+    """freeze_layers=1: the embeddings and the lowest layer leave training as they came, the
+    layer above them does not; the summary says how many weights trained."""
+    import torch
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(n_docs=40))
+    cfg = _config(data, tiny_model_dir, freeze_layers=1, learning_rate=1e-3)
+    run_dir = tmp_path / "run"
+    prepare(cfg, run_dir)
+    summary = train(cfg, run_dir)
+    frozen = summary["frozen"]
+    assert (frozen["layers"], frozen["of"]) == (1, 2)
+    assert 0 < frozen["trainable_parameters"] < frozen["frozen_parameters"]
+    before = load_model(tiny_model_dir)[0].auto_model
+    after = load_model(run_dir / "train" / "model")[0].auto_model
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+    assert same(before.embeddings, after.embeddings)
+    assert same(before.encoder.layer[0], after.encoder.layer[0])
+    assert not same(before.encoder.layer[1], after.encoder.layer[1])
+    # a model with fewer layers than asked is a setting to fix, said before training
+    cfg_all = _config(data, tiny_model_dir, freeze_layers=2)
+    prepare(cfg_all, tmp_path / "all")
+    with pytest.raises(InvalidInputError, match="freeze_layers=2 leaves nothing to train"):
+        train(cfg_all, tmp_path / "all")
