@@ -129,6 +129,19 @@ def _hidden_size(path: Path) -> int | None:
     return None
 
 
+def model_layers(path: Path) -> int | None:
+    """The transformer's layer count from ``config.json`` (``num_hidden_layers``, ``n_layers``,
+    ``num_layers``), or None when it does not say."""
+    config = Path(path) / "config.json"
+    if not config.exists():
+        return None
+    cfg = _read_json(config)
+    for key in ("num_hidden_layers", "n_layers", "num_layers"):
+        if isinstance(cfg.get(key), int):
+            return int(cfg[key])
+    return None
+
+
 def model_dimension(path: Path) -> int | None:
     """Output embedding size of the model in ``path``, read from its config files (no torch).
 
@@ -178,6 +191,14 @@ def load_model(path: Path, *, device: str | None = None, max_seq_length: int = 0
     return model
 
 
+def freeze_error(layers: int, total: int) -> str:
+    """The message for a ``freeze_layers`` that leaves nothing to train."""
+    return (
+        f"freeze_layers={layers} leaves nothing to train: the base model has {total} layers; "
+        f"use at most {total - 1}"
+    )
+
+
 def freeze_lower_layers(model: Any, layers: int) -> dict[str, Any]:
     """Freeze the transformer's embeddings and its lowest ``layers`` layers (in place).
 
@@ -200,10 +221,7 @@ def freeze_lower_layers(model: Any, layers: int) -> dict[str, Any]:
         )
     stack = max(stacks, key=len)
     if layers >= len(stack):
-        raise InvalidInputError(
-            f"freeze_layers={layers} leaves nothing to train: the base model has {len(stack)} "
-            f"layers; use at most {len(stack) - 1}"
-        )
+        raise InvalidInputError(freeze_error(layers, len(stack)))
     frozen = [getattr(transformer, "embeddings", None), *list(stack)[:layers]]
     for module in filter(None, frozen):
         for param in module.parameters():

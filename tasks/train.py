@@ -49,10 +49,12 @@ from tasks.losses import GUIDED_LOSSES, build_loss
 from tasks.mine import ensure_mined
 from tasks.models import (
     best_device,
+    freeze_error,
     freeze_lower_layers,
     hardware_info,
     load_model,
     model_dimension,
+    model_layers,
     prepared_base_model,
 )
 from tasks.precision import precision_flags
@@ -434,6 +436,9 @@ def _check_dims(cfg: RunConfig, model_dir: Path) -> None:
         raise InvalidInputError(
             f"matryoshka_dims {cfg.matryoshka_dims} exceed the model's dimension {dim}"
         )
+    layers = model_layers(model_dir)
+    if cfg.freeze_layers and layers is not None and cfg.freeze_layers >= layers:
+        raise InvalidInputError(freeze_error(cfg.freeze_layers, layers))
 
 
 def _training_length(

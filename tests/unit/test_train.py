@@ -10,7 +10,7 @@ from conftest import make_pairs, write_jsonl
 from tasks.config import RunConfig
 from tasks.data import prepare
 from tasks.io import InvalidInputError, read_json, read_jsonl
-from tasks.models import load_model
+from tasks.models import freeze_lower_layers, load_model, model_layers
 from tasks.precision import precision_flags
 from tasks.train import train
 
@@ -246,3 +246,7 @@ def test_freeze_layers_trains_only_the_upper_layers(tmp_path, tiny_model_dir):
     prepare(cfg_all, tmp_path / "all")
     with pytest.raises(InvalidInputError, match="freeze_layers=2 leaves nothing to train"):
         train(cfg_all, tmp_path / "all")
+    assert model_layers(tiny_model_dir) == 2
+    # the same rule where config.json does not say (checked on the loaded model)
+    with pytest.raises(InvalidInputError, match="has 2 layers; use at most 1"):
+        freeze_lower_layers(load_model(tiny_model_dir), 3)
