@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,16 +189,16 @@ def _mine_rows(
         json.dumps(mining_settings(cfg).as_dict(), sort_keys=True),
         str(cfg.max_seq_length),
     )[:20]
-    cache_file = cache_dir() / "negatives" / f"{cache_key}.json"
-    cached = cache_file.exists()
-    if cached:
-        print(f"mine: negatives of these pairs found in the cache ({cache_file.name})")
-        picks, stats = (read_json(cache_file)[k] for k in ("picks", "stats"))
-        if len(picks) != len(train_rows):
-            raise StepError(f"the mining cache {cache_file} does not match the rows: delete it")
-    else:
-        picks, stats = _mine_with_base_model(cfg, data_manifest, train_rows, pool)
-        write_json(cache_file, {"picks": picks, "stats": stats})
+    result, cached = _cached(
+        cache_key,
+        "negatives of these pairs",
+        len(train_rows),
+        lambda: dict(
+            zip(("picks", "stats"), _mine_with_base_model(cfg, data_manifest, train_rows, pool))
+        ),
+        rows_of=lambda r: len(r["picks"]),
+    )
+    picks, stats = result["picks"], result["stats"]
     write_jsonl(out / "train.jsonl", with_negatives(train_rows, picks))
     print(
         f"mine: {stats['negatives']} negatives for {stats['rows']} pairs from a pool of "
@@ -217,6 +218,28 @@ def _mine_rows(
             "train": fingerprint_rows(with_negatives(train_rows, picks)),
         },
     }
+
+
+def _cached(
+    cache_key: str,
+    what: str,
+    rows: int,
+    compute: Callable[[], dict[str, Any]],
+    *,
+    rows_of: Callable[[dict[str, Any]], int],
+) -> tuple[dict[str, Any], bool]:
+    """``(result, from the cache?)``: the state directory's cached result for ``cache_key``, else
+    ``compute()``, stored there. A cached result for another number of rows is an error."""
+    cache_file = cache_dir() / "negatives" / f"{cache_key}.json"
+    if not cache_file.exists():
+        result = compute()
+        write_json(cache_file, result)
+        return result, False
+    print(f"mine: {what} found in the cache ({cache_file.name})")
+    result = read_json(cache_file)
+    if rows_of(result) != rows:
+        raise StepError(f"the mining cache {cache_file} does not match the rows: delete it")
+    return result, True
 
 
 def filtered_rows(
@@ -269,16 +292,13 @@ def _filter_rows(
         sha256_text(*(json.dumps([r["query"], r["document"], r["negative"]]) for r in train_rows)),
         str(cfg.max_seq_length),
     )[:20]
-    cache_file = cache_dir() / "negatives" / f"{cache_key}.json"
-    cached = cache_file.exists()
-    if cached:
-        print(f"mine: scores of these negatives found in the cache ({cache_file.name})")
-        scores = read_json(cache_file)
-        if len(scores["positive"]) != len(train_rows):
-            raise StepError(f"the mining cache {cache_file} does not match the rows: delete it")
-    else:
-        scores = _score_pairs(cfg, data_manifest, train_rows)
-        write_json(cache_file, scores)
+    scores, cached = _cached(
+        cache_key,
+        "scores of these negatives",
+        len(train_rows),
+        lambda: _score_pairs(cfg, data_manifest, train_rows),
+        rows_of=lambda r: len(r["positive"]),
+    )
     rows, stats = filtered_rows(
         train_rows, scores["positive"], scores["negative"], cfg.mining_margin
     )
@@ -302,21 +322,10 @@ def _score_pairs(
     cfg: RunConfig, data_manifest: dict[str, Any], train_rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The base model's cosine score of every row's query with its positive and its negative."""
-    from tasks.models import load_model, prepared_base_model
-
     started = time.perf_counter()
-    model_dir, _ = prepared_base_model(data_manifest, cfg.base_model)
-    model = load_model(model_dir, max_seq_length=cfg.max_seq_length)
     queries = sorted({r["query"] for r in train_rows})
     docs = sorted({r[k] for r in train_rows for k in ("document", "negative")})
-    print(
-        f"mine: scoring the data's negatives: encoding {len(queries)} queries and {len(docs)} "
-        f"documents with the base model on {model.device}",
-        flush=True,
-    )
-    encode = {"batch_size": cfg.eval_batch_size, "convert_to_tensor": True}
-    query_emb = model.encode_query(queries, normalize_embeddings=True, **encode).float()
-    doc_emb = model.encode_document(docs, normalize_embeddings=True, **encode).float()
+    query_emb, doc_emb = _encode(cfg, data_manifest, queries, docs, "scoring the data's negatives")
     q_index = {q: i for i, q in enumerate(queries)}
     d_index = {d: i for i, d in enumerate(docs)}
     row_queries = query_emb[[q_index[r["query"]] for r in train_rows]]
@@ -328,6 +337,26 @@ def _score_pairs(
     return scores
 
 
+def _encode(
+    cfg: RunConfig, data_manifest: dict[str, Any], queries: list[str], docs: list[str], what: str
+) -> tuple[Any, Any]:
+    """L2-normalised base-model embeddings of the queries and the documents, as float tensors
+    where the model runs (the GPU when there is one)."""
+    from tasks.models import load_model, prepared_base_model
+
+    model_dir, _ = prepared_base_model(data_manifest, cfg.base_model)
+    model = load_model(model_dir, max_seq_length=cfg.max_seq_length)
+    print(
+        f"mine: {what}: encoding {len(queries)} queries and {len(docs)} documents with the base "
+        f"model on {model.device}",
+        flush=True,
+    )
+    encode = {"batch_size": cfg.eval_batch_size, "convert_to_tensor": True}
+    query_emb = model.encode_query(queries, normalize_embeddings=True, **encode).float()
+    doc_emb = model.encode_document(docs, normalize_embeddings=True, **encode).float()
+    return query_emb, doc_emb
+
+
 def _mine_with_base_model(
     cfg: RunConfig,
     data_manifest: dict[str, Any],
@@ -335,24 +364,13 @@ def _mine_with_base_model(
     pool: list[str],
 ) -> tuple[list[list[str]], dict[str, Any]]:
     """Encode the queries and the pool with the base model and mine; (negatives per row, stats)."""
-    from tasks.models import load_model, prepared_base_model
-
     started = time.perf_counter()
-    model_dir, _ = prepared_base_model(data_manifest, cfg.base_model)
-    model = load_model(model_dir, max_seq_length=cfg.max_seq_length)
     queries, rows, positives = mining_rows(train_rows, pool)
-    print(
-        f"mine: encoding {len(queries)} queries and {len(pool)} documents with the base model "
-        f"on {model.device}",
-        flush=True,
-    )
-    encode = {"batch_size": cfg.eval_batch_size, "convert_to_tensor": True}
     # scored where they were encoded (the GPU when there is one), in query chunks
-    query_emb = model.encode_query(queries, normalize_embeddings=True, **encode).float()
-    doc_emb = model.encode_document(pool, normalize_embeddings=True, **encode).float()
+    query_emb, doc_emb = _encode(cfg, data_manifest, queries, pool, "mining")
     encoded = time.perf_counter()
     picked, stats = mine_negatives(query_emb, doc_emb, rows, positives, mining_settings(cfg))
-    del model, query_emb, doc_emb
+    del query_emb, doc_emb
     stats["seconds"] = {
         "encode": round(encoded - started, 2),
         "mine": round(time.perf_counter() - encoded, 2),
