@@ -192,11 +192,9 @@ def _mine_rows(
     result, cached = _cached(
         cache_key,
         "negatives of these pairs",
-        len(train_rows),
-        lambda: dict(
-            zip(("picks", "stats"), _mine_with_base_model(cfg, data_manifest, train_rows, pool))
-        ),
-        rows_of=lambda r: len(r["picks"]),
+        lambda: _mine_with_base_model(cfg, data_manifest, train_rows, pool),
+        rows=len(train_rows),
+        per_row="picks",
     )
     picks, stats = result["picks"], result["stats"]
     write_jsonl(out / "train.jsonl", with_negatives(train_rows, picks))
@@ -223,13 +221,14 @@ def _mine_rows(
 def _cached(
     cache_key: str,
     what: str,
-    rows: int,
     compute: Callable[[], dict[str, Any]],
     *,
-    rows_of: Callable[[dict[str, Any]], int],
+    rows: int,
+    per_row: str,
 ) -> tuple[dict[str, Any], bool]:
     """``(result, from the cache?)``: the state directory's cached result for ``cache_key``, else
-    ``compute()``, stored there. A cached result for another number of rows is an error."""
+    ``compute()``, stored there. A cached result whose ``per_row`` list is not ``rows`` long was
+    made for other rows: an error."""
     cache_file = cache_dir() / "negatives" / f"{cache_key}.json"
     if not cache_file.exists():
         result = compute()
@@ -237,7 +236,7 @@ def _cached(
         return result, False
     print(f"mine: {what} found in the cache ({cache_file.name})")
     result = read_json(cache_file)
-    if rows_of(result) != rows:
+    if len(result[per_row]) != rows:
         raise StepError(f"the mining cache {cache_file} does not match the rows: delete it")
     return result, True
 
@@ -295,9 +294,9 @@ def _filter_rows(
     scores, cached = _cached(
         cache_key,
         "scores of these negatives",
-        len(train_rows),
         lambda: _score_pairs(cfg, data_manifest, train_rows),
-        rows_of=lambda r: len(r["positive"]),
+        rows=len(train_rows),
+        per_row="positive",
     )
     rows, stats = filtered_rows(
         train_rows, scores["positive"], scores["negative"], cfg.mining_margin
@@ -362,8 +361,9 @@ def _mine_with_base_model(
     data_manifest: dict[str, Any],
     train_rows: list[dict[str, Any]],
     pool: list[str],
-) -> tuple[list[list[str]], dict[str, Any]]:
-    """Encode the queries and the pool with the base model and mine; (negatives per row, stats)."""
+) -> dict[str, Any]:
+    """Encode the queries and the pool with the base model and mine: ``{"picks": negatives per
+    row, "stats": ...}``."""
     started = time.perf_counter()
     queries, rows, positives = mining_rows(train_rows, pool)
     # scored where they were encoded (the GPU when there is one), in query chunks
@@ -375,7 +375,7 @@ def _mine_with_base_model(
         "encode": round(encoded - started, 2),
         "mine": round(time.perf_counter() - encoded, 2),
     }
-    return [[pool[i] for i in p] for p in picked], stats
+    return {"picks": [[pool[i] for i in p] for p in picked], "stats": stats}
 
 
 def _held_out_documents(run_dir: Path) -> set[str]:

@@ -117,29 +117,24 @@ def _modules_dimension(path: Path) -> int | None:
     return dim
 
 
-def _hidden_size(path: Path) -> int | None:
-    """The transformer's hidden size from ``config.json``, or None."""
-    config = path / "config.json"
+def _config_int(path: Path, keys: tuple[str, ...]) -> int | None:
+    """The first of ``keys`` that ``config.json`` in ``path`` holds as an integer, or None."""
+    config = Path(path) / "config.json"
     if not config.exists():
         return None
     cfg = _read_json(config)
-    for key in HIDDEN_SIZE_KEYS:
-        if isinstance(cfg.get(key), int):
-            return int(cfg[key])
-    return None
+    return next((int(cfg[k]) for k in keys if isinstance(cfg.get(k), int)), None)
+
+
+def _hidden_size(path: Path) -> int | None:
+    """The transformer's hidden size from ``config.json``, or None."""
+    return _config_int(path, HIDDEN_SIZE_KEYS)
 
 
 def model_layers(path: Path) -> int | None:
     """The transformer's layer count from ``config.json`` (``num_hidden_layers``, ``n_layers``,
     ``num_layers``), or None when it does not say."""
-    config = Path(path) / "config.json"
-    if not config.exists():
-        return None
-    cfg = _read_json(config)
-    for key in ("num_hidden_layers", "n_layers", "num_layers"):
-        if isinstance(cfg.get(key), int):
-            return int(cfg[key])
-    return None
+    return _config_int(path, ("num_hidden_layers", "n_layers", "num_layers"))
 
 
 def model_dimension(path: Path) -> int | None:

@@ -196,7 +196,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     )
     device, flags = _device_and_precision(cfg, processes)
     model_dir, base_fp = prepared_base_model(manifest, cfg.base_model)
-    _check_dims(cfg, model_dir)
+    _check_model_fits(cfg, model_dir)
     if processes == 1:
         # the base model's evaluation, while nothing else is in memory (see prime_evaluation)
         prime_evaluation(cfg, run_dir, model_dir, "base", base_fp)
@@ -430,7 +430,9 @@ def _device_and_precision(cfg: RunConfig, processes: int) -> tuple[str, dict[str
     return device, flags
 
 
-def _check_dims(cfg: RunConfig, model_dir: Path) -> None:
+def _check_model_fits(cfg: RunConfig, model_dir: Path) -> None:
+    """Settings the base model cannot take (dims wider than it, more frozen layers than it has),
+    refused from its config files before any work."""
     dim = model_dimension(model_dir)
     if dim is not None and max(cfg.matryoshka_dims) > dim:
         raise InvalidInputError(
