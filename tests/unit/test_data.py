@@ -451,6 +451,72 @@ def test_eval_path_pairs_are_all_in_eval_and_overlapping_source_pairs_dropped(tm
     assert manifest["counts"]["eval_pairs"] == 5
 
 
+def _family_rows(families: int, variants: int) -> list[dict[str, str]]:
+    """Pairs over model-card-like documents: ``variants`` near-copies per family."""
+    rows = []
+    for f in range(families):
+        shared = " ".join(f"w{f}x{k}" for k in range(30))
+        for v in range(variants):
+            doc = f"Family {f} variant {v}: {shared}"
+            rows.append({"query": f"which variant {v} of family {f}", "document": doc})
+    return rows
+
+
+def _family_of(doc: str) -> str:
+    return doc.split(" variant ", 1)[0]
+
+
+def test_near_duplicate_validation_holds_each_family_on_one_side(tmp_path):
+    rows = _family_rows(40, 3)
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    prepare(_cfg(path, val_fraction=0.25), tmp_path / "docs")
+    prepare(_cfg(path, val_fraction=0.25, val_split="near_duplicates"), tmp_path / "groups")
+    by_doc, by_group = _split_pairs(tmp_path / "docs"), _split_pairs(tmp_path / "groups")
+    assert by_doc["eval"] == by_group["eval"]  # the eval split does not move
+
+    def straddling(splits: dict[str, set[tuple[str, str]]]) -> set[str]:
+        train = {_family_of(d) for d in _docs(splits["train"])}
+        return train & {_family_of(d) for d in _docs(splits["val"])}
+
+    assert straddling(by_doc)  # by document, siblings of validation documents train
+    assert not straddling(by_group)
+    assert by_group["val"] and by_group["train"]
+    split = read_json(tmp_path / "groups" / "data" / "manifest.json")["split"]
+    assert split["val_split"] == "near_duplicates"
+    kept = Counter(_family_of(d) for d in _docs(by_group["train"] | by_group["val"]))
+    assert split["documents_in_groups"] == sum(n for n in kept.values() if n > 1)
+    assert split["largest_group"] == 3
+    assert split["groups"] == len(kept)
+    assert split["groups_split_by_document"] == 0
+    assert read_json(tmp_path / "docs" / "data" / "manifest.json")["split"] == {
+        k: v for k, v in split.items() if k in ("method", "salt", "eval_fraction", "val_fraction")
+    } | {"val_split": "documents"}
+
+
+def test_a_group_bigger_than_the_validation_share_is_split_by_document(tmp_path):
+    big = [
+        {
+            "query": f"which size {v} of the big family",
+            "document": f"Big family size {v}: " + (" ".join(f"shared{k}" for k in range(40))),
+        }
+        for v in range(20)
+    ]
+    rows = big + _family_rows(10, 1)
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    prepare(_cfg(path, val_split="near_duplicates", val_fraction=0.3), tmp_path / "groups")
+    prepare(_cfg(path, val_fraction=0.3), tmp_path / "docs")
+    splits = {name: _split_pairs(tmp_path / name) for name in ("docs", "groups")}
+    split = read_json(tmp_path / "groups" / "data" / "manifest.json")["split"]
+    big_docs = {r["document"] for r in big} - _docs(splits["groups"]["eval"])
+    held_out_docs = _docs(splits["groups"]["train"] | splits["groups"]["val"])
+    assert split["largest_group"] == len(big_docs) > 0.3 * len(held_out_docs)
+    assert split["groups_split_by_document"] == 1
+    # the big family is decided document by document, as without grouping: some of it trains
+    val = {name: _docs(s["val"]) & big_docs for name, s in splits.items()}
+    assert val["groups"] == val["docs"]
+    assert 0 < len(val["groups"]) < len(big_docs)
+
+
 def test_eval_corpus_all_vs_eval(tmp_path):
     rows = make_pairs(40)
     path = write_jsonl(tmp_path / "p.jsonl", rows)
