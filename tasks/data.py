@@ -289,7 +289,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     records, source_info = load_source(cfg)
     mapping, where = _mapping(records, source_info, cfg)
     pairs, dropped, converted = _clean(records, mapping, where)
-    splits, grouping = split_pairs(pairs, cfg, dropped)
+    splits = split_pairs(pairs, cfg, dropped)
     _check_splits(splits, len(pairs), cfg)
     train, negatives_info = select_negatives(splits["train"], splits, cfg, mapping)
     eval_set, val_set = retrieval_sets(pairs, splits, cfg)
@@ -309,7 +309,6 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         converted=converted,
         negatives=negatives_info,
         fingerprints=fingerprints,
-        grouping=grouping,
     )
     _stop_if_unchanged(cfg, Path(run_dir), manifest)
     write_json(data_dir / "manifest.json", manifest)
@@ -319,15 +318,11 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 def split_pairs(
     pairs: list[dict[str, str]], cfg: RunConfig, dropped: Counter
-) -> tuple[dict[str, list[dict[str, str]]], dict[str, Any]]:
+) -> dict[str, list[dict[str, str]]]:
     """The train / val / eval splits of ``pairs`` (by document hash; ``eval_path`` is the eval set
-    when given; validation by document or by group of near-duplicates, ``val_split``) and how
-    validation grouped the documents (:func:`validation_documents`). No query is in two splits: a
-    query of the eval split leaves train and val, one of val leaves train; ``dropped`` counts
-    every pair removed and why."""
+    when given). No query is in two splits: a query of the eval split leaves train and val, one of
+    val leaves train; ``dropped`` counts every pair removed and why."""
     splits: dict[str, list[dict[str, str]]] = {"train": [], "val": [], "eval": []}
-    rest: list[dict[str, str]] = []  # the pairs of train and val
-    eval_band = 0.0 if cfg.eval_path else cfg.eval_fraction
     if cfg.eval_path:
         splits["eval"] = _eval_file_pairs(cfg)
         eval_queries = {p["query"] for p in splits["eval"]}
@@ -338,69 +333,22 @@ def split_pairs(
             elif pair["query"] in eval_queries:
                 dropped["query_in_eval_set"] += 1
             else:
-                rest.append(pair)
+                splits[assign_split(pair["document"], 0.0, cfg.val_fraction)].append(pair)
     else:
         for pair in pairs:
-            side = assign_split(pair["document"], eval_band, cfg.val_fraction)
-            (splits["eval"] if side == "eval" else rest).append(pair)
+            splits[assign_split(pair["document"], cfg.eval_fraction, cfg.val_fraction)].append(pair)
         # A query must not be trained on and evaluated: drop its train/val pairs.
         eval_queries = {p["query"] for p in splits["eval"]}
-        kept = [p for p in rest if p["query"] not in eval_queries]
-        dropped["query_in_eval_set"] += len(rest) - len(kept)
-        rest = kept
-    val_docs, grouping = validation_documents(
-        sorted({p["document"] for p in rest}), eval_band, cfg.val_fraction, cfg.val_split
-    )
-    for pair in rest:
-        splits["val" if pair["document"] in val_docs else "train"].append(pair)
+        for name in ("train", "val"):
+            kept = [p for p in splits[name] if p["query"] not in eval_queries]
+            dropped["query_in_eval_set"] += len(splits[name]) - len(kept)
+            splits[name] = kept
     # Likewise a validation query must not be trained on: it picks the checkpoint.
     val_queries = {p["query"] for p in splits["val"]}
     kept = [p for p in splits["train"] if p["query"] not in val_queries]
     dropped["query_in_val_set"] += len(splits["train"]) - len(kept)
     splits["train"] = kept
-    return splits, grouping
-
-
-def validation_documents(
-    docs: list[str], eval_band: float, val_fraction: float, mode: str
-) -> tuple[set[str], dict[str, Any]]:
-    """The documents of ``docs`` (none of them eval documents) that validation holds out, and how
-    they were grouped.
-
-    ``documents``: each document by its own hash bucket (the band after the eval band).
-    ``near_duplicates``: documents that share most of their words (:mod:`tasks.groups`) follow
-    the bucket of their group's first text, so siblings are held out or trained on together; a
-    group larger than the validation share of the documents is split by document again, so one
-    family cannot take the whole validation split (or leave it empty).
-    """
-
-    def own(doc: str) -> bool:
-        return assign_split(doc, eval_band, val_fraction) == "val"
-
-    if mode == "documents" or not docs:
-        return {d for d in docs if own(d)}, {"val_split": mode}
-    from tasks.groups import near_duplicate_groups
-
-    members: dict[int, list[str]] = defaultdict(list)
-    for doc, label in zip(docs, near_duplicate_groups(docs)):
-        members[label].append(doc)
-    limit = max(1, round(val_fraction * len(docs)))
-    held: set[str] = set()
-    split_back = 0
-    for group in members.values():
-        if len(group) > limit:
-            split_back += 1
-            held.update(d for d in group if own(d))
-        elif own(min(group)):
-            held.update(group)
-    sizes = [len(g) for g in members.values()]
-    return held, {
-        "val_split": mode,
-        "groups": len(sizes),
-        "documents_in_groups": sum(n for n in sizes if n > 1),
-        "largest_group": max(sizes),
-        "groups_split_by_document": split_back,
-    }
+    return splits
 
 
 def retrieval_sets(
@@ -445,7 +393,6 @@ def build_manifest(
     converted: Counter,
     negatives: dict[str, Any],
     fingerprints: dict[str, str],
-    grouping: dict[str, Any],
 ) -> dict[str, Any]:
     """``data/manifest.json``: where the data came from, how it was read, counts, drops and why,
     fingerprints, the split rule and the run fingerprint (data, eval set, settings, base model)."""
@@ -478,7 +425,6 @@ def build_manifest(
             "salt": SPLIT_SALT,
             "eval_fraction": 0.0 if cfg.eval_path else cfg.eval_fraction,
             "val_fraction": cfg.val_fraction,
-            **grouping,
         },
     }
     manifest["fingerprints"]["run"] = run_fingerprint(cfg, fingerprints, base_model["fingerprint"])
