@@ -7,9 +7,11 @@ chance of those queries, and is then the worse model on new data (the winner's c
 quality benchmark the last checkpoint scored higher than the validation-picked one on the eval set
 in most runs where the two differed (docs/benchmarks.md). So ``keep_checkpoint``
 
-- ``auto`` (default) keeps the last checkpoint unless the best earlier one beats it on the
-  validation queries in a one-sided paired test (the test :mod:`tasks.wise_ft` uses), which still
-  catches a run that went wrong late (a learning rate too high, a diverging loss);
+- ``auto`` (default) keeps the last checkpoint unless the best earlier one (by validation NDCG@10
+  at ``best_metric_dim``) beats it on the validation queries in a one-sided paired test (the test
+  :mod:`tasks.wise_ft` uses) of NDCG@10 averaged over the dims, which still catches a run that went
+  wrong late (a learning rate too high, a diverging loss) and does not trade the other dims for
+  one;
 - ``best`` keeps the best validation score (the common ``load_best_model_at_end`` recipe);
 - ``last`` keeps the last checkpoint.
 
@@ -69,7 +71,8 @@ def choose_checkpoint(
 
     ``best_step`` is the step of the best validation score (None without validation),
     ``last_step`` the run's last step, and ``scores`` the per-query validation scores by step
-    (the same queries in the same order), needed only when :func:`needs_scores` says so.
+    (the same queries in the same order; the train step gives NDCG@10 averaged over the dims),
+    needed only when :func:`needs_scores` says so.
     """
     if mode not in CHOICES:
         raise ValueError(f"keep_checkpoint must be one of {CHOICES}, got {mode!r}")
@@ -95,7 +98,8 @@ def choose_checkpoint(
         return Choice(
             best_step,
             f"step {best_step}: it beats the last checkpoint (step {last_step}) on the validation "
-            f"queries by {gain:+.4f} NDCG@10 per query, paired z = {stat:.2f} >= {z}",
+            f"queries by {gain:+.4f} NDCG@10 per query (mean over the dims), paired z = "
+            f"{stat:.2f} >= {z}",
             gain=gain,
             z=stat,
             **facts,
@@ -103,7 +107,8 @@ def choose_checkpoint(
     return Choice(
         last_step,
         f"the last checkpoint (step {last_step}): step {best_step} scored {gain:+.4f} NDCG@10 per "
-        f"validation query over it, paired z = {stat:.2f} < {z}, within the noise of "
+        f"validation query (mean over the dims) over it, paired z = {stat:.2f} < {z}, within the "
+        f"noise of "
         f"{len(scores[last_step])} queries",
         gain=gain,
         z=stat,

@@ -459,8 +459,9 @@ class RunConfig:
     best_metric_dim: int = _opt(
         128,
         "Checkpoint metric dim",
-        "Validation NDCG@10 is scored at this dim to compare checkpoints (keep_checkpoint) and "
-        "weight-interpolation mixes.",
+        "The validation NDCG@10 at this dim names the best checkpoint (keep_checkpoint=best, "
+        "and the one auto tests against the last); the tests themselves, and the "
+        "weight-interpolation mixes, compare NDCG@10 averaged over every dim.",
         "Training",
         minimum=1,
     )

@@ -80,6 +80,16 @@ class MatryoshkaIREvaluator:
         #: NDCG@10 of every query at every dim, from the last :meth:`compute` (paired tests)
         self.per_query_ndcg: dict[int, list[float]] = {}
 
+    def per_query_mean_ndcg(self) -> list[float]:
+        """Each query's NDCG@10 averaged over the dims, from the last :meth:`compute`.
+
+        What the validation choices (the checkpoint, the weight interpolation) compare two models
+        by: a model is used, reported and gated at every dim, and a gain at one dim that is a loss
+        at another is no gain; the average over dims is also less noisy than any one dim.
+        """
+        per_dim = [self.per_query_ndcg[d] for d in self.dims]
+        return [sum(scores) / len(per_dim) for scores in zip(*per_dim)]
+
     # sentence-transformers evaluator protocol (used by the trainer for checkpoint selection)
     @property
     def primary_metric(self) -> str:

@@ -6,9 +6,9 @@ writes, under ``{run_dir}/train/``:
 
 - ``checkpoints/checkpoint-N``: at each validation; a retried task resumes from the last one;
 - ``model/``: the selected model: the checkpoint ``keep_checkpoint`` chooses (by default the
-  last one, unless an earlier one beats it on validation NDCG@10 at ``best_metric_dim`` in a
-  paired test, :mod:`tasks.checkpoint_choice`), then mixed with the base model's weights when
-  validation says that is better (:mod:`tasks.wise_ft`);
+  last one, unless the best one at ``best_metric_dim`` beats it on validation NDCG@10 averaged
+  over the dims in a paired test, :mod:`tasks.checkpoint_choice`), then mixed with the base
+  model's weights when validation says that is better (:mod:`tasks.wise_ft`);
 - ``history.json``: the trainer's log history (loss, learning rate, validation metrics);
 - ``summary.json`` (written last): the schedule, negatives, loss, interpolation, runtime,
   samples/s, the kept checkpoint and why, hardware, precision, the token limit of the training
@@ -518,7 +518,7 @@ def _trainer(
         callbacks=[
             progress_callback(cfg.batch_size * cfg.gradient_accumulation_steps, processes),
             validate_every_callback(schedule.validate_every, schedule.epochs),
-            *([_score_keeper(evaluator, cfg.best_metric_dim, val_scores)] if evaluator else []),
+            *([_score_keeper(evaluator, val_scores)] if evaluator else []),
         ],
     )
     trainer.remove_callback(PrinterCallback)  # our progress callback prints readable lines
@@ -539,14 +539,14 @@ def _fit(trainer: Any, resume: str | None, cfg: RunConfig) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-def _score_keeper(evaluator: Any, dim: int, scores: dict[int, list[float]]) -> Any:
-    """A ``TrainerCallback`` that keeps each validation's per-query NDCG@10 at ``dim`` by step,
-    so choosing between checkpoints costs no second validation pass."""
+def _score_keeper(evaluator: Any, scores: dict[int, list[float]]) -> Any:
+    """A ``TrainerCallback`` that keeps each validation's per-query NDCG@10 (the mean over the
+    dims) by step, so choosing between checkpoints costs no second validation pass."""
     from transformers import TrainerCallback
 
     class KeepScores(TrainerCallback):
         def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            scores[state.global_step] = list(evaluator.inner.per_query_ndcg.get(dim, []))
+            scores[state.global_step] = evaluator.inner.per_query_mean_ndcg()
 
     return KeepScores()
 
@@ -566,10 +566,10 @@ def _keep_checkpoint(
     if needs_scores(cfg.keep_checkpoint, best, last):
         if last not in scores:  # a resumed run validated part of its steps in another process
             evaluator(trainer.model)
-            scores[last] = evaluator.inner.per_query_ndcg[cfg.best_metric_dim]
+            scores[last] = evaluator.inner.per_query_mean_ndcg()
         if best not in scores:
             evaluator(load_model(best_dir, device=device, max_seq_length=cfg.max_seq_length))
-            scores[best] = evaluator.inner.per_query_ndcg[cfg.best_metric_dim]
+            scores[best] = evaluator.inner.per_query_mean_ndcg()
     choice = choose_checkpoint(cfg.keep_checkpoint, best, last, scores)
     if choice.step != last:
         kept = load_model(best_dir, device=device, max_seq_length=cfg.max_seq_length)
@@ -591,7 +591,7 @@ def _interpolate(
 
     def score(model: Any) -> list[float]:
         evaluator(model)
-        return evaluator.inner.per_query_ndcg[cfg.best_metric_dim]
+        return evaluator.inner.per_query_mean_ndcg()
 
     # a = 1 is scored here too, not taken from the trainer's validation: every point of the curve
     # comes from the same evaluation (distributed validation batches differently, and a best

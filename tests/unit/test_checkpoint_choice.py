@@ -9,6 +9,7 @@ import pytest
 
 from tasks.checkpoint_choice import choose_checkpoint, needs_scores, step_of
 from tasks.config import RunConfig
+from tasks.evaluate import MatryoshkaIREvaluator
 
 pytestmark = pytest.mark.unit
 
@@ -62,17 +63,29 @@ def test_the_choice_is_json_and_steps_are_read_from_folder_names():
     assert step_of(None) is None and step_of("model") is None
 
 
-class _Evaluator:
-    """Scores a model by what it is named: the per-query NDCG@10 of the validation queries."""
+class _Inner:
+    """The validation evaluator's per-query scores at dims 64 and 32, and its real averaging."""
 
-    def __init__(self, by_model: dict[str, list[float]]) -> None:
+    dims = [64, 32]
+    per_query_mean_ndcg = MatryoshkaIREvaluator.per_query_mean_ndcg
+
+    def __init__(self) -> None:
+        self.per_query_ndcg: dict[int, list[float]] = {}
+
+
+class _Evaluator:
+    """Scores a model by what it is named: the per-query NDCG@10 of the validation queries, the
+    same at both dims unless given per dim."""
+
+    def __init__(self, by_model: dict[str, list[float] | dict[int, list[float]]]) -> None:
         self.by_model = by_model
         self.calls: list[str] = []
-        self.inner = SimpleNamespace(per_query_ndcg={})
+        self.inner = _Inner()
 
     def __call__(self, model):
         self.calls.append(model.name)
-        self.inner.per_query_ndcg = {32: self.by_model[model.name]}
+        scores = self.by_model[model.name]
+        self.inner.per_query_ndcg = scores if isinstance(scores, dict) else {64: scores, 32: scores}
 
 
 class _Model:
@@ -130,3 +143,37 @@ def test_the_train_step_loads_the_chosen_checkpoint_and_scores_only_what_it_lack
     last_cfg = RunConfig(data_path="x", best_metric_dim=32, keep_checkpoint="last")
     kept = train_step._keep_checkpoint(last_cfg, _trainer(tmp_path, 28, 42), evaluator, {}, "cpu")
     assert kept.step == 42 and evaluator.calls == []
+
+
+def test_a_gain_at_one_dim_paid_for_at_another_does_not_replace_the_last_checkpoint(
+    tmp_path, monkeypatch
+):
+    """The checkpoint the trainer found best at ``best_metric_dim`` (32) is clearly better there
+    and as clearly worse at 64: averaged over the dims it gains nothing, so the last one stays;
+    better at both dims, it is kept. The scores the callback keeps during training are the same
+    averages."""
+    import tasks.train as train_step
+
+    monkeypatch.setattr(train_step, "load_model", lambda path, **kwargs: _Model("best"))
+    cfg = RunConfig(data_path="x", best_metric_dim=32, matryoshka_dims=[64, 32])
+    worse_at_64 = [2 * s - c for s, c in zip(LAST, CLEARLY_BETTER)]
+    trade = {32: CLEARLY_BETTER, 64: worse_at_64}
+    assert choose_checkpoint("auto", 28, 42, {28: CLEARLY_BETTER, 42: LAST}).step == 28
+
+    evaluator = _Evaluator({"last": LAST, "best": trade})
+    kept = train_step._keep_checkpoint(cfg, _trainer(tmp_path, 28, 42), evaluator, {}, "cpu")
+    assert (
+        kept.step == 42 and kept.gain == pytest.approx(0.0) and "mean over the dims" in kept.reason
+    )
+
+    evaluator = _Evaluator({"last": LAST, "best": {32: CLEARLY_BETTER, 64: CLEARLY_BETTER}})
+    assert (
+        train_step._keep_checkpoint(cfg, _trainer(tmp_path, 28, 42), evaluator, {}, "cpu").step
+        == 28
+    )
+
+    scores: dict[int, list[float]] = {}
+    keeper = train_step._score_keeper(evaluator, scores)
+    evaluator.inner.per_query_ndcg = trade  # as the trainer's validation leaves it
+    keeper.on_evaluate(None, SimpleNamespace(global_step=28), None)
+    assert scores[28] == pytest.approx(LAST)  # (better + worse) / 2 per query

@@ -97,6 +97,8 @@ def test_per_query_ndcg_averages_to_the_metric_and_the_trainer_wrapper_names_its
         per_query = inner.per_query_ndcg[dim]
         assert len(per_query) == len(inner.queries)
         assert sum(per_query) / len(per_query) == pytest.approx(results[dim]["ndcg@10"])
+    both = zip(inner.per_query_ndcg[64], inner.per_query_ndcg[32])
+    assert inner.per_query_mean_ndcg() == pytest.approx([(a + b) / 2 for a, b in both])
     model.similarity_fn_name = "dot"  # the metric names follow the model's similarity
     wrapper = as_trainer_evaluator(inner)
     flat = wrapper(model)
