@@ -108,8 +108,7 @@ def choose_checkpoint(
         last_step,
         f"the last checkpoint (step {last_step}): step {best_step} scored {gain:+.4f} NDCG@10 per "
         f"validation query (mean over the dims) over it, paired z = {stat:.2f} < {z}, within the "
-        f"noise of "
-        f"{len(scores[last_step])} queries",
+        f"noise of {len(scores[last_step])} queries",
         gain=gain,
         z=stat,
         **facts,

@@ -87,6 +87,8 @@ class MatryoshkaIREvaluator:
         by: a model is used, reported and gated at every dim, and a gain at one dim that is a loss
         at another is no gain; the average over dims is also less noisy than any one dim.
         """
+        if not self.per_query_ndcg:  # not computed in this process (nothing to compare)
+            return []
         per_dim = [self.per_query_ndcg[d] for d in self.dims]
         return [sum(scores) / len(per_dim) for scores in zip(*per_dim)]
 

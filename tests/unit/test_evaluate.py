@@ -92,6 +92,7 @@ def test_per_query_ndcg_averages_to_the_metric_and_the_trainer_wrapper_names_its
     inner = MatryoshkaIREvaluator(
         rset["queries"], rset["corpus"], rset["relevant_docs"], [64, 32], name="val", main_dim=32
     )
+    assert inner.per_query_mean_ndcg() == []  # nothing computed yet
     results = inner.compute(model)
     for dim in (64, 32):
         per_query = inner.per_query_ndcg[dim]
